@@ -1,0 +1,105 @@
+"""The benchmark's unit of data: one record per (question, method), written to results.jsonl.
+
+Everything the report shows is derived from these records, so they carry raw counts and times,
+never precomputed ratios.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class TurnResult:
+    """One generated answer (one turn of one question) by one method."""
+
+    prompt_tokens: int
+    new_tokens: int
+    wall_s: float  # time from the call until the last token, prefill included
+    token_ids: list[int]
+    text: str
+    # Verification steps and the histogram of tokens committed per step (accepted draft
+    # tokens + the model's own token, so an AR step commits 1). None for baselines that
+    # do not expose them (Hugging Face generate, llama.cpp).
+    steps: int | None = None
+    accepted_hist: dict[int, int] | None = None
+    # Where the time went (decodekit methods only).
+    draft_s: float | None = None
+    forward_s: float | None = None
+    other_s: float | None = None
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.new_tokens / self.wall_s if self.wall_s > 0 else 0.0
+
+
+@dataclass
+class Divergence:
+    """First position where a method's greedy output differs from AR's, in one turn."""
+
+    turn: int
+    position: int  # index into the generated tokens
+    ar_token: int
+    method_token: int
+    ar_top2_gap: float | None  # AR's logit gap between its top two tokens at that position
+    is_bug: bool  # gap above the tie tolerance: numerics cannot explain it
+
+
+@dataclass
+class QuestionRecord:
+    question_id: int | str
+    category: str
+    method: str
+    backend: str  # "decodekit", "hf", "llama.cpp": who ran the method
+    turns: list[TurnResult] = field(default_factory=list)
+    divergence: Divergence | None = None  # filled in by the losslessness check
+    identical_to_ar: bool | None = None  # None for sampling runs and for AR itself
+
+    @property
+    def new_tokens(self) -> int:
+        return sum(t.new_tokens for t in self.turns)
+
+    @property
+    def wall_s(self) -> float:
+        return sum(t.wall_s for t in self.turns)
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.new_tokens / self.wall_s if self.wall_s > 0 else 0.0
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "QuestionRecord":
+        turns = []
+        for t in data["turns"]:
+            t = dict(t)
+            if t.get("accepted_hist") is not None:
+                # JSON object keys are strings; the histogram is keyed by tokens per step.
+                t["accepted_hist"] = {int(k): v for k, v in t["accepted_hist"].items()}
+            turns.append(TurnResult(**t))
+        div = data.get("divergence")
+        return cls(
+            question_id=data["question_id"],
+            category=data["category"],
+            method=data["method"],
+            backend=data["backend"],
+            turns=turns,
+            divergence=Divergence(**div) if div else None,
+            identical_to_ar=data.get("identical_to_ar"),
+        )
+
+
+def write_records(path: Path, records: list[QuestionRecord]) -> None:
+    with open(path, "w") as f:
+        for r in records:
+            f.write(r.to_json() + "\n")
+
+
+def read_records(path: Path) -> list[QuestionRecord]:
+    with open(path) as f:
+        return [QuestionRecord.from_dict(json.loads(line)) for line in f if line.strip()]

@@ -1,0 +1,26 @@
+"""Drafters by method name. The loop never sees these names: it only sees a Drafter."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from decodekit.drafters.base import Drafter, NoDrafter
+from decodekit.drafters.prompt_lookup import PromptLookupDrafter
+from decodekit.errors import DecodekitError
+
+METHODS: dict[str, Callable[..., Drafter]] = {
+    "ar": NoDrafter,
+    "prompt-lookup": PromptLookupDrafter,
+}
+
+
+def make_drafter(method: str, **options) -> Drafter:
+    if method not in METHODS:
+        raise DecodekitError(f"unknown method '{method}': choose one of {', '.join(METHODS)}")
+    try:
+        return METHODS[method](**options)
+    except TypeError as error:
+        raise DecodekitError(f"bad option for method '{method}': {error}") from error
+
+
+__all__ = ["Drafter", "NoDrafter", "PromptLookupDrafter", "METHODS", "make_drafter"]

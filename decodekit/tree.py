@@ -1,0 +1,44 @@
+"""Pure helpers for draft trees: depths (for position ids) and ancestor masks (for attention).
+
+A tree is given by parent indices, parents first, -1 meaning "child of the last committed
+token" (see types.Draft). For tokens [a, b, c, d] with parents [-1, 0, 0, -1]::
+
+    root ─┬─ a ─┬─ b        depth:  a=1 b=2 c=2 d=1
+          │     └─ c        each row may see itself and its ancestors:
+          └─ d                   a b c d
+                              a  1 . . .
+                              b  1 1 . .
+                              c  1 . 1 .
+                              d  . . . 1
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def depths(parents: list[int]) -> list[int]:
+    """Distance of each node from the root (children of the root have depth 1).
+
+    >>> depths([-1, 0, 0, -1, 3])
+    [1, 2, 2, 1, 2]
+    """
+    result: list[int] = []
+    for node, parent in enumerate(parents):
+        if parent >= node:
+            raise ValueError(f"tree node {node} lists parent {parent}: parents must come first")
+        result.append(1 if parent < 0 else result[parent] + 1)
+    return result
+
+
+def ancestor_mask(parents: list[int]) -> torch.Tensor:
+    """[n, n] bool: entry (i, j) is True when node j is node i or one of its ancestors."""
+    n = len(parents)
+    mask = torch.zeros(n, n, dtype=torch.bool)
+    for node, parent in enumerate(parents):
+        if parent >= node:
+            raise ValueError(f"tree node {node} lists parent {parent}: parents must come first")
+        if parent >= 0:
+            mask[node] = mask[parent]
+        mask[node, node] = True
+    return mask

@@ -1,0 +1,155 @@
+"""The data that moves around the decode loop.
+
+    drafter.propose(...)  -> Draft          tokens to check, as a chain or a tree
+    backend.forward(...)  -> logits          [pending + draft, vocab]
+    verify(...)           -> VerifyResult    which draft tokens survive, plus one new token
+    the loop              -> Step            what one iteration committed, and what it cost
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass
+class Draft:
+    """Proposed continuation of the committed text.
+
+    A chain is the common case (`parents` None: token i follows token i-1). A tree lists its
+    nodes parents-first; `parents[i]` is the index of node i's parent in `tokens`, or -1 when
+    node i directly follows the last committed token (the root)::
+
+        tokens  = [a, b, c, d]        root ─┬─ a ─┬─ b
+        parents = [-1, 0, 0, -1]            │     └─ c
+                                            └─ d
+    """
+
+    tokens: list[int] = field(default_factory=list)
+    parents: list[int] | None = None
+    # [len(tokens), vocab]: the distribution each token was drawn from. None means the drafter
+    # is deterministic (prompt lookup, recycling, Jacobi): its tokens are point masses.
+    draft_probs: torch.Tensor | None = None
+
+    def __post_init__(self):
+        if self.parents is not None and len(self.parents) != len(self.tokens):
+            raise ValueError(f"draft has {len(self.tokens)} tokens but {len(self.parents)} parents")
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    @property
+    def is_chain(self) -> bool:
+        return self.parents is None
+
+    def parent_list(self) -> list[int]:
+        """Parent indices for chains and trees alike (a chain is a one-branch tree)."""
+        return list(range(-1, len(self.tokens) - 1)) if self.parents is None else self.parents
+
+    @classmethod
+    def empty(cls) -> "Draft":
+        return cls()
+
+    @classmethod
+    def make_dummy(cls, length: int = 3, vocab: int = 8, tree: bool = False) -> "Draft":
+        """A small valid draft for tests: tokens 1..length, a chain or a two-branch tree."""
+        tokens = [(i % (vocab - 1)) + 1 for i in range(length)]
+        parents = [-1] + [0] * (length - 1) if tree else None
+        return cls(tokens=tokens, parents=parents)
+
+
+@dataclass
+class VerifyResult:
+    """Outcome of verifying one draft.
+
+    `accepted` holds the indices (into draft.tokens) of the accepted path, root first;
+    `tokens` is what gets committed: the accepted draft tokens and then the model's own token.
+    """
+
+    accepted: list[int]
+    tokens: list[int]
+
+    @property
+    def num_accepted(self) -> int:
+        return len(self.accepted)
+
+
+@dataclass
+class Step:
+    """One iteration of the decode loop, as yielded to consumers."""
+
+    tokens: list[int]  # committed this step (already cut at EOS / the token budget)
+    draft_len: int
+    num_accepted: int
+    draft_s: float
+    forward_s: float
+    other_s: float
+
+
+@dataclass
+class GenerationStats:
+    """Totals over one generate() call."""
+
+    prompt_tokens: int = 0
+    new_tokens: int = 0
+    steps: int = 0
+    wall_s: float = 0.0
+    draft_s: float = 0.0
+    forward_s: float = 0.0
+    other_s: float = 0.0
+    # tokens committed per step -> how many steps committed that many (an AR step commits 1)
+    accepted_hist: dict[int, int] = field(default_factory=dict)
+    drafted_tokens: int = 0
+    stop_reason: str = ""
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.new_tokens / self.wall_s if self.wall_s > 0 else 0.0
+
+    @property
+    def tau(self) -> float:
+        """Mean tokens committed per verification step (1.0 for plain decoding)."""
+        return self.new_tokens / self.steps if self.steps else 0.0
+
+    @property
+    def acceptance_rate(self) -> float:
+        """Accepted draft tokens over drafted tokens."""
+        accepted = self.new_tokens - self.steps
+        return accepted / self.drafted_tokens if self.drafted_tokens else 0.0
+
+    def add(self, step: Step) -> None:
+        self.steps += 1
+        self.new_tokens += len(step.tokens)
+        self.drafted_tokens += step.draft_len
+        self.draft_s += step.draft_s
+        self.forward_s += step.forward_s
+        self.other_s += step.other_s
+        hist = Counter(self.accepted_hist)
+        hist[len(step.tokens)] += 1
+        self.accepted_hist = dict(sorted(hist.items()))
+
+    def as_dict(self) -> dict:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "new_tokens": self.new_tokens,
+            "steps": self.steps,
+            "wall_s": round(self.wall_s, 4),
+            "tokens_per_s": round(self.tokens_per_s, 3),
+            "tau": round(self.tau, 3),
+            "acceptance_rate": round(self.acceptance_rate, 3),
+            "accepted_hist": self.accepted_hist,
+            "draft_s": round(self.draft_s, 4),
+            "forward_s": round(self.forward_s, 4),
+            "other_s": round(self.other_s, 4),
+            "stop_reason": self.stop_reason,
+        }
+
+
+@dataclass
+class GenerationResult:
+    text: str
+    token_ids: list[int]  # generated tokens only
+    prompt_ids: list[int]
+    stats: GenerationStats

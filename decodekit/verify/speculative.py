@@ -1,0 +1,72 @@
+"""Speculative sampling over chains and trees: the output is distributed exactly as if the
+model had sampled one token at a time.
+
+Deterministic drafts (draft_probs None, point masses). At each node the model's token is drawn
+from the target with the uniform keyed to that position, exactly as plain sampling would draw
+it, and the walk continues into the child carrying that token, if any. A child x is therefore
+accepted with probability p(x), and after a rejection the emitted token follows p with the
+rejected children removed — the point-mass case of rejection sampling (Leviathan et al. 2023)
+and of recursive rejection over siblings (SpecInfer, Miao et al. 2024) — while using the very
+draws plain sampling uses, so a seeded run reproduces plain sampling token for token.
+
+Sampled drafts (draft_probs given): children are tried in draft order; child x drawn from q is
+accepted with probability min(1, p(x) / q(x)), and on rejection the target becomes the residual
+norm(max(p - q, 0)) (SpecInfer Alg. 2 with Leviathan et al.'s acceptance rule per child). If no
+child is accepted the model's token is drawn from the residual.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from decodekit.sampling import SamplingConfig, probabilities
+from decodekit.types import Draft, VerifyResult
+from decodekit.verify.random import Randomness, inverse_cdf
+from decodekit.verify.tree_walk import ROOT, children_of, logits_row
+
+# Stream 0 of a position draws its token; streams 1.. decide acceptances of sampled children.
+TOKEN_STREAM = 0
+
+
+def verify_sampled(
+    draft: Draft, target_logits: torch.Tensor, sampling: SamplingConfig, rng: Randomness, position: int
+) -> VerifyResult:
+    """target_logits: [1 + len(draft), vocab]; draft.draft_probs: [len(draft), vocab] or None.
+
+    `position` is the absolute index (prompt included) of the first token this step decides.
+    """
+    children = children_of(draft)
+    node, path = ROOT, []
+    while True:
+        target_probs = probabilities(target_logits[logits_row(node)], sampling)  # [vocab]
+        here = position + len(path)
+        candidates = children.get(node, [])
+        if draft.draft_probs is None:
+            token = inverse_cdf(target_probs, rng.uniform(here, TOKEN_STREAM))
+            accepted = next((c for c in candidates if draft.tokens[c] == token), None)
+        else:
+            accepted, residual = _try_sampled_children(draft, candidates, target_probs, rng, here)
+            if accepted is None:
+                token = inverse_cdf(residual, rng.uniform(here, TOKEN_STREAM))
+        if accepted is None:
+            return VerifyResult(path, [draft.tokens[i] for i in path] + [token])
+        path.append(accepted)
+        node = accepted
+
+
+def _try_sampled_children(
+    draft: Draft, candidates: list[int], target_probs: torch.Tensor, rng: Randomness, position: int
+) -> tuple[int | None, torch.Tensor]:
+    """Offer each sampled child in turn; return the accepted one, or None and the residual."""
+    residual = target_probs
+    for attempt, child in enumerate(candidates, start=1):
+        token = draft.tokens[child]
+        draft_probs = draft.draft_probs[child].float()  # [vocab]
+        target_now = residual / residual.sum()
+        accept_prob = min(1.0, float(target_now[token]) / float(draft_probs[token]))
+        if rng.uniform(position, attempt) < accept_prob:
+            return child, residual
+        leftover = (target_now - draft_probs).clamp_min(0.0)
+        # Zero leftover only happens through rounding (q covered p entirely); keep p then.
+        residual = leftover if float(leftover.sum()) > 0 else target_now
+    return None, residual

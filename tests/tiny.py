@@ -1,0 +1,64 @@
+"""Tiny random models and a byte-level tokenizer, built from configs: no downloads, fast."""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from transformers import (
+    AutoModelForCausalLM,
+    Gemma3TextConfig,
+    LlamaConfig,
+    PreTrainedTokenizerFast,
+    Qwen2Config,
+)
+
+from decodekit.models.hf import HFBackend
+
+SPECIALS = ["<eos>", "<bos>"]
+VOCAB = 256 + len(SPECIALS)
+ARCHITECTURES = ["llama", "qwen2", "gemma3"]
+
+
+@functools.cache
+def byte_tokenizer() -> PreTrainedTokenizerFast:
+    """One token per byte (so multi-byte characters span several tokens), plus EOS and BOS."""
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {ch: i for i, ch in enumerate(sorted(alphabet))}
+    for special in SPECIALS:
+        vocab[special] = len(vocab)
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    return PreTrainedTokenizerFast(tokenizer_object=core, eos_token="<eos>", bos_token="<bos>")
+
+
+def _config(arch: str):
+    common = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                  eos_token_id=VOCAB - 2, bos_token_id=VOCAB - 1, pad_token_id=None)
+    if arch == "llama":
+        return LlamaConfig(**common)
+    if arch == "qwen2":
+        return Qwen2Config(**common)
+    if arch == "gemma3":
+        # A short sliding window, so tests cross it.
+        return Gemma3TextConfig(**common, head_dim=16, sliding_window=24,
+                                layer_types=["sliding_attention", "full_attention"])
+    raise ValueError(arch)
+
+
+@functools.cache
+def tiny_model(arch: str, seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(_config(arch), dtype=torch.float32)
+    # Sharpen the output layer: random tiny models are otherwise near-uniform, which makes
+    # greedy decoding a sequence of near-ties and hides real bugs behind numerics.
+    with torch.no_grad():
+        model.lm_head.weight.mul_(8.0) if not model.config.tie_word_embeddings else None
+    return model.eval()
+
+
+def tiny_backend(arch: str, seed: int = 0) -> HFBackend:
+    return HFBackend(model=tiny_model(arch, seed), tokenizer=byte_tokenizer(), name=f"tiny-{arch}")
