@@ -139,8 +139,11 @@ def _eos_ids(model, tokenizer) -> set[int]:
 def load_backend(spec: str, dtype: str = "fp32", threads: int | None = None) -> HFBackend:
     """Load a zoo name, a local folder / .gguf file or a hub id into a backend."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
     from decodekit.models.zoo import resolve
+
+    hf_logging.disable_progress_bar()  # a sub-second load needs no bar; pulls show their own
 
     if dtype not in DTYPES:
         raise DecodekitError(f"unknown dtype '{dtype}': choose one of {', '.join(DTYPES)}")

@@ -1,0 +1,19 @@
+"""The `decodekit` command. Argument parsing only: the work happens in the library."""
+
+from __future__ import annotations
+
+import typer
+
+from decodekit.cli.bench import bench
+from decodekit.cli.generate import generate
+from decodekit.cli.models import models_app
+
+app = typer.Typer(help="decodekit: decode language models faster, better and structured.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+app.command()(generate)
+app.command()(bench)
+app.add_typer(models_app, name="models")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,88 @@
+"""`decodekit bench`: which method is fastest on my model and prompts, and was it lossless?"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from decodekit.cli.errors import exit_on_user_error
+from decodekit.errors import DecodekitError
+from decodekit.models.zoo import DEFAULT_MODEL
+
+stderr = Console(stderr=True)
+
+QUICK = {"per_category": 2, "max_new_tokens": 64}
+
+
+def bench(
+    model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Zoo name, local folder, .gguf file or hub id."),
+    methods: str = typer.Option("ar,prompt-lookup,hf-greedy,hf-prompt-lookup", help="Comma-separated methods and baselines."),
+    dataset: str = typer.Option("spec-bench", help="'spec-bench' or a JSONL file in Spec-Bench's format."),
+    categories: str | None = typer.Option(None, help="Comma-separated categories (default: all)."),
+    per_category: int | None = typer.Option(None, help="Questions per category (default: all; --quick: 2)."),
+    max_new_tokens: int | None = typer.Option(None, help="Tokens per answer (default 128; --quick: 64)."),
+    temperature: float = typer.Option(0.0, help="0 = greedy (and the losslessness check runs)."),
+    repeats: int = typer.Option(1, help="Time each answer this many times; the median counts."),
+    draft: str | None = typer.Option(None, help="Draft model for hf-assisted."),
+    dtype: str = typer.Option("fp32", help="fp32, bf16 or fp16."),
+    threads: int | None = typer.Option(None, help="CPU threads for torch."),
+    out: Path = typer.Option(Path("bench-out"), help="Folder for results.jsonl, report.md and plots."),
+    quick: bool = typer.Option(False, "--quick", help="2 questions per category, 64 tokens: a one-minute look."),
+):
+    """Benchmark decoding methods against decodekit AR and Hugging Face baselines."""
+    from decodekit.bench.dataset import load_questions
+    from decodekit.bench.machine import machine_info, peak_rss_mb
+    from decodekit.bench.metrics import summarize
+    from decodekit.bench.report import print_terminal, write_report
+    from decodekit.bench.runner import BenchSettings, run_bench
+    from decodekit.models.hf import load_backend
+
+    command = "decodekit bench " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+    with exit_on_user_error():
+        per_category = per_category if per_category is not None else (QUICK["per_category"] if quick else None)
+        max_new_tokens = max_new_tokens if max_new_tokens is not None else (QUICK["max_new_tokens"] if quick else 128)
+        if per_category is not None and per_category < 1:
+            raise DecodekitError(f"--per-category must be >= 1, got {per_category}")
+        settings = BenchSettings(methods=[m.strip() for m in methods.split(",") if m.strip()],
+                                 max_new_tokens=max_new_tokens, temperature=temperature, repeats=repeats)
+        if temperature < 0:
+            raise DecodekitError(f"temperature must be >= 0, got {temperature}")
+        chosen = [c.strip() for c in categories.split(",")] if categories else None
+        questions = load_questions(dataset, chosen, per_category)
+        _clear_old_report(out)
+        with stderr.status(f"loading {model}"):
+            backend = load_backend(model, dtype=dtype, threads=threads)
+            draft_backend = load_backend(draft, dtype=dtype) if draft else None
+        turns = sum(len(q.turns) for q in questions)
+        stderr.print(f"{len(questions)} questions ({turns} turns) × {len(settings.methods)} methods, "
+                     f"{max_new_tokens} new tokens each", highlight=False)
+        with _progress() as progress:
+            task = progress.add_task("benchmark", total=len(questions) * len(settings.methods))
+            records = run_bench(backend, questions, settings, draft_backend,
+                                on_progress=lambda method: progress.update(task, advance=1, description=method))
+        machine = machine_info(dtype=dtype, threads=threads)
+        machine["peak_rss_mb"] = round(peak_rss_mb())
+        machine["model"] = model
+        summary = summarize(records)
+        write_report(out, records, summary, machine, command)
+        print_terminal(summary, stderr)
+        stderr.print(f"report: {out / 'report.md'}", highlight=False)
+
+
+def _clear_old_report(out: Path) -> None:
+    """A previous run's report must not pass for this run's if this one stops early."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise DecodekitError(f"cannot create the output folder {out}: {error.strerror}") from error
+    (out / "report.md").unlink(missing_ok=True)
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description:>18}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=stderr)

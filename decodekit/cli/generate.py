@@ -1,0 +1,75 @@
+"""`decodekit generate`: stream generated text to stdout, stats to stderr."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import typer
+from rich.console import Console
+
+from decodekit.cli.errors import exit_on_user_error
+from decodekit.drafters import METHODS
+from decodekit.errors import DecodekitError
+from decodekit.models.zoo import DEFAULT_MODEL
+
+stderr = Console(stderr=True)
+
+
+def generate(
+    prompt: str = typer.Argument(..., help="The prompt, or '-' to read it from stdin."),
+    model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Zoo name, local folder, .gguf file or hub id."),
+    method: str = typer.Option("prompt-lookup", help=f"Decoding method: {', '.join(METHODS)}."),
+    max_new_tokens: int = typer.Option(256, "--max-new-tokens", "-n", help="Most tokens to generate."),
+    temperature: float = typer.Option(0.0, help="0 = greedy."),
+    top_k: int = typer.Option(0, help="Keep the k most likely tokens (0 = off)."),
+    top_p: float = typer.Option(1.0, help="Nucleus sampling mass, in (0, 1]."),
+    min_p: float = typer.Option(0.0, help="Drop tokens below min_p x the top probability."),
+    typical_p: float = typer.Option(1.0, help="Locally typical sampling mass, in (0, 1]."),
+    seed: int | None = typer.Option(None, help="Seed for sampling (reproducible output)."),
+    stop: list[str] = typer.Option([], "--stop", help="Stop when this text appears (repeatable)."),
+    system: str | None = typer.Option(None, help="System message for chat models."),
+    raw: bool = typer.Option(False, "--raw", help="Feed the prompt as is, without the chat template."),
+    dtype: str = typer.Option("fp32", help="fp32, bf16 or fp16."),
+    threads: int | None = typer.Option(None, help="CPU threads for torch (default: torch's choice)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object (text, ids, stats) instead of streaming."),
+):
+    """Generate text with a decoding method; the text goes to stdout, the figures to stderr."""
+    from decodekit.api import Decoder  # imported here so `--help` stays fast
+
+    with exit_on_user_error():
+        text = sys.stdin.read() if prompt == "-" else prompt
+        if not text.strip():
+            raise DecodekitError("the prompt is empty")
+        if method not in METHODS:
+            raise DecodekitError(f"unknown method '{method}': choose one of {', '.join(METHODS)}")
+        with stderr.status(f"loading {model} ({dtype})"):
+            decoder = Decoder(model, method, dtype=dtype, threads=threads)
+        messages = None
+        if decoder.backend.has_chat_template and not raw:
+            messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": text}]
+        ids = decoder.prompt_ids(None if messages else text, messages)
+        options = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                       min_p=min_p, typical_p=typical_p, seed=seed, stop=stop)
+        if as_json:
+            result = decoder.generate(prompt_ids=ids, **options)
+            print(json.dumps({"model": model, "method": method, "text": result.text,
+                              "token_ids": result.token_ids, "stats": result.stats.as_dict()}))
+            return
+        from decodekit.types import GenerationStats
+
+        stats = GenerationStats()
+        for chunk in decoder.stream_chunks(prompt_ids=ids, stats=stats, **options):
+            sys.stdout.write(chunk.text)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+        stderr.print(_summary(method, stats), highlight=False)
+
+
+def _summary(method: str, stats) -> str:
+    line = (f"[dim]{method}: {stats.new_tokens} tokens in {stats.wall_s:.2f} s = {stats.tokens_per_s:.1f} tok/s · "
+            f"{stats.steps} steps · τ {stats.tau:.2f} tokens/step")
+    if stats.drafted_tokens:
+        line += f" · {stats.acceptance_rate:.0%} of {stats.drafted_tokens} drafted tokens accepted"
+    hist = " ".join(f"{k}:{v}" for k, v in stats.accepted_hist.items())
+    return line + f"\ntokens per step histogram {hist} · stop: {stats.stop_reason}[/dim]"
