@@ -101,7 +101,8 @@ class Rate:
 
     hits: float = 1.0
     misses: float = 1.0
-    decay: float = 0.9
+    decay: float = 0.95  # per observation: the last ~20 drafts dominate
+    forget_rate: float = 0.01  # per skipped opportunity: ~100 skips to drift back to the prior
 
     @property
     def value(self) -> float:
@@ -114,9 +115,8 @@ class Rate:
     def forget(self) -> None:
         """Drift toward the prior: used while nothing is observed, so that a bad patch does
         not switch drafting off for good."""
-        self.update(0, 0)
-        self.hits += 1 - self.decay
-        self.misses += 1 - self.decay
+        self.hits += self.forget_rate * (1.0 - self.hits)
+        self.misses += self.forget_rate * (1.0 - self.misses)
 
 
 @dataclass
