@@ -49,8 +49,10 @@ class Summary:
         return self.cells[(method, category)]
 
     def mean_category_speedup(self, method: str) -> float | None:
-        values = [self.cells[(method, c)].speedup for c in self.categories]
-        return mean(values) if values and all(v is not None for v in values) else None
+        cells = [self.cells.get((method, c)) for c in self.categories]
+        if not cells or any(cell is None or cell.speedup is None for cell in cells):
+            return None  # a mean over some categories only would not compare with the others
+        return mean(cell.speedup for cell in cells)
 
     def divergences(self, records: list[QuestionRecord]) -> list[QuestionRecord]:
         return [r for r in records if r.divergence is not None]
