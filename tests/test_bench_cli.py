@@ -95,3 +95,14 @@ def test_model_that_fails_to_load_exits_2(dataset, tmp_path):
     assert result.exit_code == 2
     assert "error:" in result.output
     assert not (tmp_path / "o" / "report.md").exists()
+
+
+def test_hf_assisted_needs_and_uses_a_draft(model_dir, dataset, tmp_path):
+    base = ["bench", "--model", str(model_dir), "--dataset", str(dataset), "--max-new-tokens", "8",
+            "--categories", "summarization", "--methods", "ar,hf-assisted"]
+    missing = runner.invoke(app, base + ["--out", str(tmp_path / "a")])
+    assert missing.exit_code == 2 and "--draft" in missing.output
+    result = runner.invoke(app, base + ["--draft", str(model_dir), "--out", str(tmp_path / "b")])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in (tmp_path / "b" / "results.jsonl").read_text().splitlines()]
+    assert all(r["identical_to_ar"] for r in records if r["method"] == "hf-assisted")

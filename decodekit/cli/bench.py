@@ -52,6 +52,8 @@ def bench(
                                  max_new_tokens=max_new_tokens, temperature=temperature, repeats=repeats)
         if temperature < 0:
             raise DecodekitError(f"temperature must be >= 0, got {temperature}")
+        if "hf-assisted" in settings.methods and not draft:
+            raise DecodekitError("hf-assisted needs a draft model: pass --draft NAME")
         chosen = [c.strip() for c in categories.split(",")] if categories else None
         questions = load_questions(dataset, chosen, per_category)
         _clear_old_report(out)
