@@ -124,18 +124,18 @@ def _stop_reason(token_ids: list[int], backend: HFBackend, prompt_len: int, max_
     return "interrupted"
 
 
+_BACKENDS: dict[tuple[str, str], HFBackend] = {}
 _DECODERS: dict[tuple, Decoder] = {}
 
 
 def _decoder(model: str, method: str, dtype: str, method_options: dict) -> Decoder:
-    """Reuse loaded models across calls to the module-level functions."""
-    key = (model, dtype)
+    """Reuse loaded models, and drafters with what they learned, across module-level calls."""
+    key = (model, dtype, method, tuple(sorted(method_options.items())))
     if key not in _DECODERS:
-        _DECODERS[key] = Decoder(model, method, dtype=dtype, **method_options)
-    decoder = _DECODERS[key]
-    if decoder.method != method or method_options:
-        decoder = Decoder(decoder.backend, method, **method_options)
-    return decoder
+        if (model, dtype) not in _BACKENDS:
+            _BACKENDS[(model, dtype)] = load_backend(model, dtype=dtype)
+        _DECODERS[key] = Decoder(_BACKENDS[(model, dtype)], method, **method_options)
+    return _DECODERS[key]
 
 
 def generate(prompt: str | None = None, *, model: str = DEFAULT_MODEL, method: str = "ar",
