@@ -6,11 +6,13 @@ from collections.abc import Callable
 
 from decodekit.drafters.base import Drafter, NoDrafter
 from decodekit.drafters.prompt_lookup import PromptLookupDrafter
+from decodekit.drafters.token_recycling import TokenRecyclingDrafter
 from decodekit.errors import DecodekitError
 
 METHODS: dict[str, Callable[..., Drafter]] = {
     "ar": NoDrafter,
     "prompt-lookup": PromptLookupDrafter,
+    "token-recycling": TokenRecyclingDrafter,
 }
 
 
@@ -23,4 +25,4 @@ def make_drafter(method: str, **options) -> Drafter:
         raise DecodekitError(f"bad option for method '{method}': {error}") from error
 
 
-__all__ = ["Drafter", "NoDrafter", "PromptLookupDrafter", "METHODS", "make_drafter"]
+__all__ = ["Drafter", "NoDrafter", "PromptLookupDrafter", "TokenRecyclingDrafter", "METHODS", "make_drafter"]

@@ -1,0 +1,68 @@
+import pytest
+import torch
+
+from decodekit.budget import Budget, LatencyCurve
+from decodekit.drafters import NoDrafter, TokenRecyclingDrafter
+from decodekit.drafters.token_recycling import make_template
+from decodekit.sampling import SamplingConfig
+from decodekit.types import Draft, VerifyResult
+from test_loop import prompts, run
+from tiny import ARCHITECTURES, tiny_backend
+
+FLAT = LatencyCurve(prior={1: 1.0, 128: 1.0})
+
+
+def test_template_shape():
+    template = make_template((3, 2, 1))
+    # root: ranks 0,1,2; rank-0 child gets 2 children, rank-1 gets 1, rank-2 gets 1 (at least one)
+    assert [(n.parent, n.rank, n.depth) for n in template[:3]] == [(-1, 0, 1), (-1, 1, 1), (-1, 2, 1)]
+    assert [(n.parent, n.rank) for n in template[3:7]] == [(0, 0), (0, 1), (1, 0), (2, 0)]
+    assert all(template[n.parent].depth == n.depth - 1 for n in template if n.parent >= 0)
+
+
+def test_adjacency_learns_top_k_and_fits_in_2mb():
+    drafter = TokenRecyclingDrafter(k=8)
+    drafter.propose([5, 7], Budget(16, FLAT))
+    logits = torch.zeros(1, 49152)
+    logits[0, torch.arange(100, 108)] = torch.arange(8, 0, -1).float()
+    drafter.observe(Draft.empty(), VerifyResult([], [100]), logits)
+    assert drafter.adjacency[7].tolist() == list(range(100, 108))
+    assert drafter.adjacency.numel() * drafter.adjacency.element_size() < 2 * 2**20
+    # the next draft from token 7 follows the learned candidates
+    draft = drafter.propose([5, 7], Budget(16, FLAT))
+    assert draft.tokens[:4] == [100, 101, 102, 103] and draft.parents[:4] == [-1, -1, -1, -1]
+
+
+def test_tree_size_follows_the_cost_curve():
+    drafter = TokenRecyclingDrafter()
+    drafter.adjacency = torch.arange(8).repeat(300, 1).to(torch.int32)
+    assert len(drafter.propose([1], Budget(80, FLAT))) == len(drafter.template)
+    steep = LatencyCurve(prior={1: 1.0, 2: 3.0, 200: 300.0})
+    assert len(drafter.propose([1], Budget(80, steep))) == 0
+    assert len(drafter.propose([1], Budget(5, FLAT))) == 5
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+@pytest.mark.parametrize("adaptive", [False, True])
+def test_greedy_exact_on_tiny_models(arch, adaptive):
+    backend = tiny_backend(arch)
+    drafter = TokenRecyclingDrafter(adaptive=adaptive)
+    accepted, largest = 0, 0
+    for prompt in prompts(8, seed=21):
+        expected, _ = run(backend, prompt, NoDrafter(), 40)
+        got, steps = run(backend, prompt, drafter, 40)
+        assert got == expected
+        accepted += sum(s.num_accepted for s in steps)
+        largest = max(largest, *(s.draft_len for s in steps))
+    if not adaptive:  # whole trees were drafted and verified, not trivial chains
+        assert accepted > 0
+        assert largest > 20
+
+
+def test_sampling_with_trees_reproduces_plain_sampling():
+    backend = tiny_backend("qwen2")
+    sampling = SamplingConfig(temperature=0.8)
+    for prompt in prompts(3, seed=22):
+        plain, _ = run(backend, prompt, NoDrafter(), 30, sampling, seed=4)
+        drafted, _ = run(backend, prompt, TokenRecyclingDrafter(adaptive=False), 30, sampling, seed=4)
+        assert drafted == plain
