@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from decodekit.drafters.base import Drafter, NoDrafter
+from decodekit.drafters.copy_spec import CopySpecDrafter
 from decodekit.drafters.prompt_lookup import PromptLookupDrafter
 from decodekit.drafters.token_recycling import TokenRecyclingDrafter
 from decodekit.errors import DecodekitError
@@ -13,6 +14,7 @@ METHODS: dict[str, Callable[..., Drafter]] = {
     "ar": NoDrafter,
     "prompt-lookup": PromptLookupDrafter,
     "token-recycling": TokenRecyclingDrafter,
+    "copy-spec": CopySpecDrafter,
 }
 
 
@@ -25,4 +27,4 @@ def make_drafter(method: str, **options) -> Drafter:
         raise DecodekitError(f"bad option for method '{method}': {error}") from error
 
 
-__all__ = ["Drafter", "NoDrafter", "PromptLookupDrafter", "TokenRecyclingDrafter", "METHODS", "make_drafter"]
+__all__ = ["Drafter", "NoDrafter", "PromptLookupDrafter", "TokenRecyclingDrafter", "CopySpecDrafter", "METHODS", "make_drafter"]
