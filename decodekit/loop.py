@@ -19,7 +19,7 @@ from decodekit.budget import Budget
 from decodekit.drafters.base import Drafter
 from decodekit.models.hf import HFBackend
 from decodekit.sampling import SamplingConfig
-from decodekit.types import Draft, Step, VerifyResult
+from decodekit.types import Step, VerifyResult
 from decodekit.verify import Randomness, verify
 
 
@@ -44,7 +44,8 @@ def decode(
     while produced < max_new_tokens and len(history) < backend.context_length:
         t0 = time.perf_counter()
         room = min(max_new_tokens - produced - 1, backend.context_length - len(history))
-        draft = drafter.propose(history, Budget(room, backend.latency)) if room > 0 else Draft.empty()
+        # Asked even when nothing fits (room 0), so drafters always observe what they proposed.
+        draft = drafter.propose(history, Budget(room, backend.latency))
         t1 = time.perf_counter()
         target_logits = backend.forward(pending, draft, cache)  # [1 + len(draft), vocab]
         t2 = time.perf_counter()

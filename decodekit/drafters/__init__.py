@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from decodekit.drafters.base import Drafter, NoDrafter
+from decodekit.drafters.composite import CompositeDrafter
 from decodekit.drafters.copy_spec import CopySpecDrafter
 from decodekit.drafters.prompt_lookup import PromptLookupDrafter
 from decodekit.drafters.token_recycling import TokenRecyclingDrafter
@@ -19,6 +20,11 @@ METHODS: dict[str, Callable[..., Drafter]] = {
 
 
 def make_drafter(method: str, **options) -> Drafter:
+    """A drafter by name; 'a+b' merges the drafts of a and b into one tree each step."""
+    if "+" in method:
+        if options:
+            raise DecodekitError("options are not supported for composite methods; build a CompositeDrafter instead")
+        return CompositeDrafter([make_drafter(part) for part in method.split("+")])
     if method not in METHODS:
         raise DecodekitError(f"unknown method '{method}': choose one of {', '.join(METHODS)}")
     try:
@@ -27,4 +33,4 @@ def make_drafter(method: str, **options) -> Drafter:
         raise DecodekitError(f"bad option for method '{method}': {error}") from error
 
 
-__all__ = ["Drafter", "NoDrafter", "PromptLookupDrafter", "TokenRecyclingDrafter", "CopySpecDrafter", "METHODS", "make_drafter"]
+__all__ = ["Drafter", "NoDrafter", "PromptLookupDrafter", "TokenRecyclingDrafter", "CopySpecDrafter", "CompositeDrafter", "METHODS", "make_drafter"]

@@ -1,0 +1,44 @@
+import pytest
+
+from decodekit.drafters import CompositeDrafter, CopySpecDrafter, NoDrafter, TokenRecyclingDrafter, make_drafter
+from decodekit.drafters.composite import merge_drafts, project_result
+from decodekit.errors import DecodekitError
+from decodekit.types import Draft, VerifyResult
+from test_loop import prompts, run
+from tiny import ARCHITECTURES, tiny_backend
+
+
+def test_merge_shares_common_prefixes_and_respects_the_budget():
+    chain = Draft([1, 2, 3])
+    tree = Draft([1, 4, 5], parents=[-1, 0, -1])
+    merged, maps = merge_drafts([chain, tree], 10)
+    assert merged.tokens == [1, 2, 3, 4, 5] and merged.parents == [-1, 0, 1, 0, -1]
+    assert maps == [[0, 1, 2], [0, 3, 4]]
+    merged, maps = merge_drafts([chain, tree], 4)
+    assert merged.tokens == [1, 2, 3] and maps == [[0, 1, 2], None]
+
+
+def test_project_result_gives_each_part_its_own_path():
+    chain = Draft([1, 2, 3])
+    tree = Draft([1, 4, 5], parents=[-1, 0, -1])
+    _, maps = merge_drafts([chain, tree], 10)
+    result = VerifyResult(accepted=[0, 3], tokens=[1, 4, 9])  # merged path: 1 -> 4, then 9
+    assert project_result(chain, maps[0], result) == VerifyResult([0], [1, 4])
+    assert project_result(tree, maps[1], result) == VerifyResult([0, 1], [1, 4, 9])
+
+
+def test_make_drafter_builds_composites():
+    drafter = make_drafter("copy-spec+token-recycling")
+    assert isinstance(drafter, CompositeDrafter) and drafter.name == "copy-spec+token-recycling"
+    with pytest.raises(DecodekitError):
+        make_drafter("copy-spec+warp")
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_composite_is_exact(arch):
+    backend = tiny_backend(arch)
+    drafter = CompositeDrafter([CopySpecDrafter(adaptive=False), TokenRecyclingDrafter(adaptive=False)])
+    for prompt in prompts(6, seed=41):
+        expected, _ = run(backend, prompt, NoDrafter(), 40)
+        got, _ = run(backend, prompt, drafter, 40)
+        assert got == expected
