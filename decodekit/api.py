@@ -39,10 +39,26 @@ class Decoder:
     """
 
     def __init__(self, model: str | HFBackend = DEFAULT_MODEL, method: str = "ar", *,
-                 dtype: str = "fp32", threads: int | None = None, **method_options):
+                 dtype: str = "fp32", threads: int | None = None, sample: list[str] | None = None,
+                 **method_options):
+        """`method="auto"` measures the candidate methods on `sample` (prompts like the ones
+        you will send; chat models get the chat template) and keeps the fastest: see
+        `auto_choice` for what it picked and why."""
         self.backend = model if isinstance(model, HFBackend) else load_backend(model, dtype=dtype, threads=threads)
+        self.auto_choice = None
+        if method == "auto":
+            from decodekit.auto import choose_method
+
+            ids = [self._sample_ids(text) for text in (sample or [])]
+            self.auto_choice = choose_method(self.backend, ids)
+            method = self.auto_choice.method
         self.method = method
         self.drafter: Drafter = make_drafter(method, **method_options)
+
+    def _sample_ids(self, text: str) -> list[int]:
+        if self.backend.has_chat_template:
+            return self.prompt_ids(messages=[{"role": "user", "content": text}])
+        return self.prompt_ids(text)
 
     def prompt_ids(self, prompt: str | None = None, messages: list[dict] | None = None) -> list[int]:
         if (prompt is None) == (messages is None):

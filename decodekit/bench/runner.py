@@ -15,7 +15,7 @@ from decodekit.bench.baselines import HF_BASELINES, TurnRunner, hf_runner
 from decodekit.bench.dataset import Question
 from decodekit.bench.divergence import check_record, top2_gap
 from decodekit.bench.records import QuestionRecord, TurnResult
-from decodekit.drafters import METHODS
+from decodekit.drafters import METHODS, check_method
 from decodekit.errors import DecodekitError
 from decodekit.models.hf import HFBackend
 from decodekit.types import Draft
@@ -33,10 +33,13 @@ class BenchSettings:
     method_options: dict[str, dict] = field(default_factory=dict)
 
     def __post_init__(self):
-        unknown = [m for m in self.methods if m not in METHODS and m not in HF_BASELINES]
-        if unknown:
-            known = ", ".join([*METHODS, *HF_BASELINES])
-            raise DecodekitError(f"unknown method(s) {', '.join(unknown)}: choose from {known}")
+        for method in self.methods:
+            if method not in HF_BASELINES:
+                try:
+                    check_method(method, allow_auto=False)
+                except DecodekitError:
+                    known = ", ".join([*METHODS, "a+b (composite)", *HF_BASELINES])
+                    raise DecodekitError(f"unknown method '{method}': choose from {known}") from None
         if len(set(self.methods)) != len(self.methods):
             raise DecodekitError("a method is listed twice")
         if self.max_new_tokens < 1:
@@ -49,7 +52,7 @@ class BenchSettings:
 
 
 def method_backend(method: str) -> str:
-    return "decodekit" if method in METHODS else "hf"
+    return "hf" if method in HF_BASELINES else "decodekit"
 
 
 def decodekit_runner(backend: HFBackend, method: str, settings: BenchSettings) -> TurnRunner:
@@ -69,7 +72,7 @@ def decodekit_runner(backend: HFBackend, method: str, settings: BenchSettings) -
 
 def build_runners(backend: HFBackend, settings: BenchSettings, draft: HFBackend | None) -> dict[str, TurnRunner]:
     return {
-        m: decodekit_runner(backend, m, settings) if m in METHODS
+        m: decodekit_runner(backend, m, settings) if m not in HF_BASELINES
         else hf_runner(m, backend, settings.max_new_tokens, settings.temperature, settings.seed, draft)
         for m in settings.methods
     }

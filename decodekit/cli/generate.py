@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 
 from decodekit.cli.errors import exit_on_user_error
-from decodekit.drafters import METHODS
+from decodekit.drafters import METHODS, check_method
 from decodekit.errors import DecodekitError
 from decodekit.models.zoo import DEFAULT_MODEL
 
@@ -19,7 +19,7 @@ stderr = Console(stderr=True)
 def generate(
     prompt: str = typer.Argument(..., help="The prompt, or '-' to read it from stdin."),
     model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Zoo name, local folder, .gguf file or hub id."),
-    method: str = typer.Option("prompt-lookup", help=f"Decoding method: {', '.join(METHODS)}."),
+    method: str = typer.Option("prompt-lookup", help=f"Decoding method: {', '.join(METHODS)}, a+b (merged), or auto."),
     max_new_tokens: int = typer.Option(256, "--max-new-tokens", "-n", help="Most tokens to generate."),
     temperature: float = typer.Option(0.0, help="0 = greedy."),
     top_k: int = typer.Option(0, help="Keep the k most likely tokens (0 = off)."),
@@ -41,10 +41,11 @@ def generate(
         text = sys.stdin.read() if prompt == "-" else prompt
         if not text.strip():
             raise DecodekitError("the prompt is empty")
-        if method not in METHODS:
-            raise DecodekitError(f"unknown method '{method}': choose one of {', '.join(METHODS)}")
-        with stderr.status(f"loading {model} ({dtype})"):
-            decoder = Decoder(model, method, dtype=dtype, threads=threads)
+        check_method(method)
+        with stderr.status(f"loading {model} ({dtype})" + (", measuring methods on this prompt" if method == "auto" else "")):
+            decoder = Decoder(model, method, dtype=dtype, threads=threads, sample=[text] if method == "auto" else None)
+        if decoder.auto_choice:
+            stderr.print(f"[dim]{decoder.auto_choice.describe()}[/dim]", highlight=False)
         messages = None
         if decoder.backend.has_chat_template and not raw:
             messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": text}]

@@ -19,6 +19,16 @@ METHODS: dict[str, Callable[..., Drafter]] = {
 }
 
 
+def check_method(method: str, allow_auto: bool = True) -> None:
+    """Reject an unknown method name early, before any model is loaded."""
+    if allow_auto and method == "auto":
+        return
+    unknown = [part for part in method.split("+") if part not in METHODS]
+    if unknown or not method:
+        choices = ", ".join([*METHODS, "a+b (composite)"] + (["auto"] if allow_auto else []))
+        raise DecodekitError(f"unknown method '{method}': choose one of {choices}")
+
+
 def make_drafter(method: str, **options) -> Drafter:
     """A drafter by name; 'a+b' merges the drafts of a and b into one tree each step."""
     if "+" in method:
@@ -33,4 +43,4 @@ def make_drafter(method: str, **options) -> Drafter:
         raise DecodekitError(f"bad option for method '{method}': {error}") from error
 
 
-__all__ = ["Drafter", "NoDrafter", "PromptLookupDrafter", "TokenRecyclingDrafter", "CopySpecDrafter", "CompositeDrafter", "METHODS", "make_drafter"]
+__all__ = ["Drafter", "NoDrafter", "PromptLookupDrafter", "TokenRecyclingDrafter", "CopySpecDrafter", "CompositeDrafter", "METHODS", "check_method", "make_drafter"]
