@@ -7,6 +7,7 @@ from collections.abc import Callable
 from decodekit.drafters.base import Drafter, NoDrafter
 from decodekit.drafters.composite import CompositeDrafter
 from decodekit.drafters.copy_spec import CopySpecDrafter
+from decodekit.drafters.lookahead import LookaheadDrafter
 from decodekit.drafters.prompt_lookup import PromptLookupDrafter
 from decodekit.drafters.token_recycling import TokenRecyclingDrafter
 from decodekit.errors import DecodekitError
@@ -16,6 +17,7 @@ METHODS: dict[str, Callable[..., Drafter]] = {
     "prompt-lookup": PromptLookupDrafter,
     "token-recycling": TokenRecyclingDrafter,
     "copy-spec": CopySpecDrafter,
+    "lookahead": LookaheadDrafter,
 }
 
 
@@ -43,4 +45,4 @@ def make_drafter(method: str, **options) -> Drafter:
         raise DecodekitError(f"bad option for method '{method}': {error}") from error
 
 
-__all__ = ["Drafter", "NoDrafter", "PromptLookupDrafter", "TokenRecyclingDrafter", "CopySpecDrafter", "CompositeDrafter", "METHODS", "check_method", "make_drafter"]
+__all__ = ["Drafter", "NoDrafter", "PromptLookupDrafter", "TokenRecyclingDrafter", "CopySpecDrafter", "CompositeDrafter", "LookaheadDrafter", "METHODS", "check_method", "make_drafter"]

@@ -1,0 +1,66 @@
+import pytest
+import torch
+
+from decodekit.budget import Budget, LatencyCurve
+from decodekit.drafters import LookaheadDrafter, NoDrafter
+from decodekit.errors import DecodekitError
+from decodekit.sampling import SamplingConfig
+from decodekit.types import VerifyResult
+from test_loop import prompts, run
+from tiny import ARCHITECTURES, tiny_backend
+
+FLAT = LatencyCurve(prior={1: 1.0, 128: 1.0})
+
+
+def logits_with_argmax(tokens, vocab=50):
+    logits = torch.zeros(len(tokens), vocab)
+    logits[torch.arange(len(tokens)), torch.tensor(tokens)] = 1.0
+    return logits
+
+
+def test_jacobi_update_and_diagonal_ngrams():
+    drafter = LookaheadDrafter(window=3, ngram=3, guesses=2)
+    history = [1, 2, 3]  # root position 2
+    first = drafter.propose(history, Budget(10, FLAT))
+    assert first.tokens == [3, 3, 3]  # nothing guessed yet: the window starts as copies
+    # the model predicts 10 at position 3, then 11, 12, 13 after the window tokens
+    drafter.observe(first, VerifyResult([], [10]), logits_with_argmax([10, 11, 12, 13]))
+    assert drafter.iterates[-1] == {3: 10, 4: 11, 5: 12, 6: 13}
+    second = drafter.propose(history + [10], Budget(10, FLAT))  # root position 3
+    assert second.tokens[:3] == [11, 12, 13]  # the iterate, shifted past the committed token
+    drafter.observe(second, VerifyResult([], [20]), logits_with_argmax([20, 21, 22, 23]))
+    # diagonal from the older iterate: 11 at 4 -> the newer guessed 21 at 5 -> then 22 at 6
+    assert (21, 22) in drafter.pool[11]
+
+
+def test_verification_branch_uses_the_pool():
+    drafter = LookaheadDrafter(window=2, ngram=3, guesses=2)
+    drafter.pool[7] = [(8, 9), (5, 6)]
+    draft = drafter.propose([4, 7], Budget(10, FLAT))
+    assert draft.tokens == [7, 7, 5, 6, 8, 9]
+    assert draft.parents == [-1, 0, -1, 2, -1, 4]
+
+
+def test_bad_options():
+    with pytest.raises(DecodekitError):
+        LookaheadDrafter(ngram=1)
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_greedy_exact_on_tiny_models(arch):
+    backend = tiny_backend(arch)
+    drafter = LookaheadDrafter()
+    accepted = 0
+    for prompt in prompts(8, seed=51):
+        expected, _ = run(backend, prompt, NoDrafter(), 40)
+        got, steps = run(backend, prompt, drafter, 40)
+        assert got == expected
+        accepted += sum(s.num_accepted for s in steps)
+    assert accepted > 0
+
+
+def test_sampling_reproduces_plain_sampling():
+    backend = tiny_backend("gemma3")
+    sampling = SamplingConfig(temperature=0.9, top_p=0.95)
+    for prompt in prompts(3, seed=52):
+        assert run(backend, prompt, LookaheadDrafter(), 30, sampling, seed=8)[0] == run(backend, prompt, NoDrafter(), 30, sampling, seed=8)[0]
