@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from decodekit.drafters.aded import AdedDrafter
 from decodekit.drafters.base import Drafter, NoDrafter
 from decodekit.drafters.composite import CompositeDrafter
 from decodekit.drafters.copy_spec import CopySpecDrafter
@@ -18,6 +19,7 @@ METHODS: dict[str, Callable[..., Drafter]] = {
     "token-recycling": TokenRecyclingDrafter,
     "copy-spec": CopySpecDrafter,
     "lookahead": LookaheadDrafter,
+    "aded": AdedDrafter,
 }
 
 
@@ -45,4 +47,4 @@ def make_drafter(method: str, **options) -> Drafter:
         raise DecodekitError(f"bad option for method '{method}': {error}") from error
 
 
-__all__ = ["Drafter", "NoDrafter", "PromptLookupDrafter", "TokenRecyclingDrafter", "CopySpecDrafter", "CompositeDrafter", "LookaheadDrafter", "METHODS", "check_method", "make_drafter"]
+__all__ = ["Drafter", "NoDrafter", "PromptLookupDrafter", "TokenRecyclingDrafter", "CopySpecDrafter", "CompositeDrafter", "LookaheadDrafter", "AdedDrafter", "METHODS", "check_method", "make_drafter"]
