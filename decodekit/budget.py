@@ -138,3 +138,10 @@ class AcceptanceEstimate:
 
     def best_length(self, max_len: int, cost: LatencyCurve) -> int:
         return best_draft_length(self.first.value, self.cont.value, max_len, cost)
+
+    def trim(self, tokens: list[int], cost: LatencyCurve) -> list[int]:
+        """Cut a chain draft to the length that pays; while nothing pays, drift to the prior."""
+        kept = tokens[: self.best_length(len(tokens), cost)]
+        if tokens and not kept:
+            self.forget()
+        return kept

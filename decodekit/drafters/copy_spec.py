@@ -112,10 +112,8 @@ class CopySpecDrafter:
         if end is None:
             return Draft.empty()
         tokens = history[end : end + limit]
-        if tokens and self.adaptive:
-            tokens = tokens[: self.estimate.best_length(len(tokens), budget.cost)]
-            if not tokens:
-                self.estimate.forget()
+        if self.adaptive:
+            tokens = self.estimate.trim(tokens, budget.cost)
         return Draft(tokens=tokens)
 
     def observe(self, draft: Draft, result: VerifyResult, target_logits) -> None:

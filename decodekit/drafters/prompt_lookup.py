@@ -69,10 +69,7 @@ class PromptLookupDrafter:
         tokens, n = find_continuation(np.asarray(history), self.min_ngram, self.max_ngram, limit)
         self._last_ngram = n
         if tokens and self.adaptive:
-            estimate = self.estimates[n]
-            tokens = tokens[: estimate.best_length(len(tokens), budget.cost)]
-            if not tokens:
-                estimate.forget()
+            tokens = self.estimates[n].trim(tokens, budget.cost)
         return Draft(tokens=tokens)
 
     def observe(self, draft: Draft, result: VerifyResult, target_logits: torch.Tensor) -> None:
