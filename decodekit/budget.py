@@ -95,6 +95,23 @@ def best_draft_length(first: float, cont: float, max_len: int, cost: LatencyCurv
     return best_len
 
 
+def best_tree_size(node_probs: list[float], cost: LatencyCurve) -> int:
+    """How many nodes of a tree (listed parents first) to draft: the prefix with the most
+    expected tokens per unit of cost, where node i is accepted with probability node_probs[i]
+    (so a prefix of n nodes commits 1 + sum(node_probs[:n]) tokens on average).
+
+    >>> best_tree_size([0.9, 0.5, 0.01], LatencyCurve(prior={1: 1.0, 4: 1.3}))
+    2
+    """
+    best, best_rate, expected = 0, 1.0 / cost(1), 1.0
+    for size, prob in enumerate(node_probs, 1):
+        expected += prob
+        rate = expected / cost(1 + size)
+        if rate > best_rate:
+            best, best_rate = size, rate
+    return best
+
+
 @dataclass
 class Rate:
     """A probability learned online from Beta(1, 1), with old evidence fading by `decay`."""

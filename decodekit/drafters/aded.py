@@ -20,7 +20,7 @@ from collections import Counter, defaultdict
 
 import torch
 
-from decodekit.budget import Budget
+from decodekit.budget import Budget, best_tree_size
 from decodekit.errors import DecodekitError
 from decodekit.types import Draft, VerifyResult
 
@@ -91,20 +91,9 @@ class AdedDrafter:
             path_scores.append(-negative)
             self._contexts.append(context)
             push(len(tokens) - 1, (context[1], token), -negative)
-        size = self._best_size(path_scores, budget)
+        size = best_tree_size(path_scores, budget.cost)  # best-first: every prefix is a tree
         del self._contexts[size:]
         return Draft(tokens=tokens[:size], parents=parents[:size]) if size else Draft.empty()
-
-    @staticmethod
-    def _best_size(path_scores: list[float], budget: Budget) -> int:
-        """Best-first order makes every prefix a valid tree; pick the one that pays most."""
-        best, best_rate, expected = 0, 1.0 / budget.cost(1), 1.0
-        for size, score in enumerate(path_scores, 1):
-            expected += score
-            rate = expected / budget.cost(1 + size)
-            if rate > best_rate:
-                best, best_rate = size, rate
-        return best
 
     def observe(self, draft: Draft, result: VerifyResult, target_logits: torch.Tensor) -> None:
         on_path = set(result.accepted)

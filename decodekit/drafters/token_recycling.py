@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from decodekit.budget import Budget, Rate
+from decodekit.budget import Budget, Rate, best_tree_size
 from decodekit.errors import DecodekitError
 from decodekit.types import Draft, VerifyResult
 
@@ -82,7 +82,9 @@ class TokenRecyclingDrafter:
         self._template_of = []
         if self.adjacency is None or budget.max_tokens < 1:
             return Draft.empty()
-        size = self._best_size(budget) if self.adaptive else min(len(self.template), budget.max_tokens)
+        size = min(len(self.template), budget.max_tokens)
+        if self.adaptive:
+            size = best_tree_size([rate.value for rate in self.node_rates[:size]], budget.cost)
         tokens, parents = [], []
         draft_index = {-1: -1}  # template index -> draft index (absent: pruned)
         token_of = {-1: self._root_token}
@@ -98,17 +100,6 @@ class TokenRecyclingDrafter:
             parents.append(draft_index[node.parent])
             self._template_of.append(t_index)
         return Draft(tokens=tokens, parents=parents) if tokens else Draft.empty()
-
-    def _best_size(self, budget: Budget) -> int:
-        """The template prefix with the most expected tokens per unit of forward cost."""
-        best_size, best_rate, expected = 0, 1.0 / budget.cost(1), 1.0
-        limit = min(len(self.template), budget.max_tokens)
-        for size in range(1, limit + 1):
-            expected += self.node_rates[size - 1].value
-            rate = expected / budget.cost(1 + size)
-            if rate > best_rate:
-                best_size, best_rate = size, rate
-        return best_size
 
     def observe(self, draft: Draft, result: VerifyResult, target_logits: torch.Tensor) -> None:
         # Row 0 follows the root token, row 1 + i follows draft node i (paper Alg. 1, line 9).
