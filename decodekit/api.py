@@ -34,8 +34,10 @@ class Chunk:
 class Decoder:
     """A loaded model plus a decoding method, reusable across prompts.
 
-    >>> decoder = Decoder("smollm2-135m", method="prompt-lookup")   # doctest: +SKIP
-    >>> decoder.generate("Repeat after me: a b c d", max_new_tokens=32).text   # doctest: +SKIP
+    Example::
+
+        decoder = Decoder("smollm2-135m", method="prompt-lookup")
+        decoder.generate("Repeat after me: a b c d", max_new_tokens=32).text
     """
 
     def __init__(self, model: str | HFBackend = DEFAULT_MODEL, method: str = "ar", *,
