@@ -136,8 +136,11 @@ def _eos_ids(model, tokenizer) -> set[int]:
     return ids
 
 
-def load_backend(spec: str, dtype: str = "fp32", threads: int | None = None) -> HFBackend:
-    """Load a zoo name, a local folder / .gguf file or a hub id into a backend."""
+def load_backend(spec: str, dtype: str = "fp32", threads: int | None = None, calibrate: bool = True) -> HFBackend:
+    """Load a zoo name, a local folder / .gguf file or a hub id into a backend.
+
+    `calibrate`: start from this machine's measured forward-cost curve (measured once, ~10 s,
+    then cached; see calibrate.py) rather than the built-in CPU prior."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -160,5 +163,10 @@ def load_backend(spec: str, dtype: str = "fp32", threads: int | None = None) -> 
         if isinstance(error, OSError):
             raise ModelNotFoundError(f"cannot load model '{spec}' from {path}: {first_line}") from error
         raise UnsupportedModelError(f"model '{spec}' is not a supported causal LM: {first_line}") from error
-    return HFBackend(model=model, tokenizer=tokenizer, name=spec)
+    backend = HFBackend(model=model, tokenizer=tokenizer, name=spec)
+    if calibrate:
+        from decodekit.calibrate import load_or_measure
+
+        backend.latency = load_or_measure(backend)
+    return backend
 

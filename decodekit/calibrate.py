@@ -1,0 +1,75 @@
+"""Measure a backend's forward cost by number of input tokens, once per model and machine.
+
+Draft budgets need cost(n) / cost(1). Decoding refines the curve online, but a first prompt
+would otherwise start from a prior measured on another machine; so the curve is measured once
+(forwards of 1..64 tokens on a cache of typical length, median of several runs) and cached
+under $DECODEKIT_HOME/latency/, keyed by model, dtype, CPU or GPU and thread count.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from decodekit.budget import LatencyCurve
+from decodekit.types import Draft
+
+SIZES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
+
+
+def measure_curve(backend, context: int = 512, repeats: int = 5, sizes=SIZES) -> dict[int, float]:
+    """Relative forward cost {n: median time(n) / median time(1)} on a `context`-token cache."""
+    context = max(1, min(context, backend.context_length - max(sizes) - 1))
+    cache = backend.new_cache()
+    filler = [(i * 7919) % backend.vocab_size for i in range(context)]
+    backend.forward(filler, Draft.empty(), cache)
+    seconds = {}
+    for n in sizes:
+        times = []
+        for _ in range(repeats + 1):  # the first run of each size warms up
+            start = time.perf_counter()
+            backend.forward([filler[-1]], Draft(tokens=filler[: n - 1]), cache)
+            times.append(time.perf_counter() - start)
+            cache.crop(context)
+        seconds[n] = statistics.median(times[1:])
+    return {n: s / seconds[1] for n, s in seconds.items()}
+
+
+def cache_key(backend) -> str:
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else _cpu_name()
+    raw = f"{backend.name}|{backend.model.config.model_type}|{backend.dtype}|{device}|{torch.get_num_threads()}"
+    return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+
+def _cpu_name() -> str:
+    from decodekit.bench.machine import machine_info  # noqa: PLC0415 (light import, avoids a cycle)
+
+    return machine_info(dtype="")["cpu"]
+
+
+def curve_path(backend) -> Path:
+    from decodekit.models.zoo import home
+
+    return home() / "latency" / f"{cache_key(backend)}.json"
+
+
+def load_or_measure(backend, measure_if_missing: bool = True) -> LatencyCurve:
+    """The cached curve for this model and machine; measured and cached when missing."""
+    path = curve_path(backend)
+    if path.is_file():
+        try:
+            points = {int(k): float(v) for k, v in json.loads(path.read_text())["relative_cost"].items()}
+            return LatencyCurve(prior=points)
+        except (ValueError, KeyError, json.JSONDecodeError):
+            path.unlink(missing_ok=True)  # a damaged cache entry is measured again
+    if not measure_if_missing:
+        return LatencyCurve()
+    points = measure_curve(backend)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"model": backend.name, "relative_cost": points}, indent=1))
+    return LatencyCurve(prior=points)
