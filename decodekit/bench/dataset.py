@@ -2,7 +2,8 @@
 
 Spec-Bench's first 80 questions are MT-bench, in 8 sub-categories that Spec-Bench reports
 together as one category, "multi-turn conversation"; here that is `mt_bench`, with the
-original kept as `subcategory`.
+original kept as `subcategory`. A sub-category can still be asked for by name
+(`--categories writing`), since MT-bench's own results are often quoted per sub-category.
 """
 
 from __future__ import annotations
@@ -14,9 +15,12 @@ from pathlib import Path
 
 from decodekit.errors import DecodekitError
 
-MT_BENCH_SUBCATEGORIES = {"writing", "roleplay", "reasoning", "math", "coding", "extraction", "stem", "humanities"}
-SPEC_BENCH_CATEGORIES = ["mt_bench", "translation", "summarization", "qa", "math_reasoning", "rag"]
-SPEC_BENCH_RELATIVE = Path("shared") / "data" / "spec_bench" / "question.jsonl"
+MT_BENCH = "mt_bench"
+MT_BENCH_SUBCATEGORIES = ("writing", "roleplay", "reasoning", "math", "coding", "extraction", "stem", "humanities")
+SPEC_BENCH_CATEGORIES = (MT_BENCH, "translation", "summarization", "qa", "math_reasoning", "rag")
+SPEC_BENCH_ENV = "DECODEKIT_SPEC_BENCH"
+# Where the workspace keeps shared data: beside the project, i.e. ../shared from its root.
+SPEC_BENCH_RELATIVE = Path("..") / "shared" / "data" / "spec_bench" / "question.jsonl"
 
 
 @dataclass
@@ -28,49 +32,81 @@ class Question:
 
 
 def spec_bench_path() -> Path:
-    """Spec-Bench's questions: $DECODEKIT_SPEC_BENCH, else ../shared/data beside the project."""
-    if os.environ.get("DECODEKIT_SPEC_BENCH"):
-        return Path(os.environ["DECODEKIT_SPEC_BENCH"])
-    candidates = [Path.cwd().parent / SPEC_BENCH_RELATIVE, Path(__file__).resolve().parents[3] / SPEC_BENCH_RELATIVE]
+    """Spec-Bench's questions: $DECODEKIT_SPEC_BENCH, else ../shared/data from here or the project."""
+    if os.environ.get(SPEC_BENCH_ENV):
+        path = Path(os.environ[SPEC_BENCH_ENV])
+        if not path.is_file():
+            raise DecodekitError(f"{SPEC_BENCH_ENV} points at {path}, which is not a file")
+        return path
+    candidates = [Path.cwd() / SPEC_BENCH_RELATIVE]
+    project_root = Path(__file__).resolve().parents[2]
+    # Only a source checkout has a project root; an installed package sits in site-packages.
+    if (project_root / "pyproject.toml").is_file():
+        candidates.append(project_root / SPEC_BENCH_RELATIVE)
     for candidate in candidates:
         if candidate.is_file():
-            return candidate
-    raise DecodekitError("Spec-Bench's question.jsonl was not found in ../shared/data/spec_bench/: "
-                         "set DECODEKIT_SPEC_BENCH to its path, or pass --dataset FILE.jsonl")
+            return candidate.resolve()
+    searched = ", ".join(str(c.resolve()) for c in candidates)
+    raise DecodekitError(f"Spec-Bench's question.jsonl was not found (looked in {searched}): "
+                         f"set {SPEC_BENCH_ENV} to its path, or pass --dataset FILE.jsonl")
 
 
 def load_questions(source: str = "spec-bench", categories: list[str] | None = None,
                    per_category: int | None = None) -> list[Question]:
+    """Questions in file order; `categories` filters (categories or MT-bench sub-categories);
+    `per_category` keeps the first N of each requested name (of each category when none is)."""
     if per_category is not None and per_category < 1:
         raise DecodekitError(f"questions per category must be >= 1, got {per_category}")
     path = spec_bench_path() if source == "spec-bench" else Path(source)
+    questions = read_questions(path)
+    wanted = list(dict.fromkeys(c.strip() for c in categories or [] if c.strip()))
+    if wanted:
+        _check_known(wanted, questions, path)
+    kept: list[Question] = []
+    taken: dict[str, int] = {}
+    for question in questions:
+        key = _selection_key(question, wanted)
+        if key is None or (per_category is not None and taken.get(key, 0) >= per_category):
+            continue
+        taken[key] = taken.get(key, 0) + 1
+        kept.append(question)
+    if not kept:  # every requested name exists, so this guards only against a broken file
+        raise DecodekitError(f"no questions in {path} match the selection")
+    return kept
+
+
+def read_questions(path: Path) -> list[Question]:
+    """Every question in a Spec-Bench-format JSONL file, validated line by line."""
     if not path.is_file():
-        raise DecodekitError(f"dataset file not found: {path}")
-    questions = [_parse(line, path, number) for number, line in enumerate(path.read_text().splitlines(), 1) if line.strip()]
+        raise DecodekitError(f"dataset file not found: {path} (--dataset takes 'spec-bench' or a JSONL file "
+                             "with question_id, category and turns on each line)")
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise DecodekitError(f"cannot read the dataset file {path}: {error.strerror}") from None
+    questions: list[Question] = []
+    first_line: dict[int | str, int] = {}
+    for number, line in enumerate(raw.splitlines(), 1):
+        if not line.strip():
+            continue
+        question = _parse(line, path, number)
+        if question.question_id in first_line:
+            # results.jsonl identifies questions by id, so a repeated id would merge two questions.
+            raise DecodekitError(f"{path.name} line {number}: question_id {question.question_id!r} "
+                                 f"already used on line {first_line[question.question_id]}")
+        first_line[question.question_id] = number
+        questions.append(question)
     if not questions:
         raise DecodekitError(f"{path} holds no questions")
-    available = list(dict.fromkeys(q.category for q in questions))
-    if categories:
-        unknown = [c for c in categories if c not in available]
-        if unknown:
-            raise DecodekitError(f"unknown categor{'y' if len(unknown) == 1 else 'ies'} {', '.join(unknown)}: "
-                                 f"{path.name} has {', '.join(available)}")
-        questions = [q for q in questions if q.category in categories]
-    if per_category is not None:
-        taken: dict[str, int] = {}
-        kept = []
-        for q in questions:
-            if taken.get(q.category, 0) < per_category:
-                taken[q.category] = taken.get(q.category, 0) + 1
-                kept.append(q)
-        questions = kept
     return questions
 
 
-def _parse(line: str, path: Path, number: int) -> Question:
+def _parse(line: bytes, path: Path, number: int) -> Question:
     where = f"{path.name} line {number}"
     try:
-        data = json.loads(line)
+        data = json.loads(line.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise DecodekitError(f"{where} is not valid UTF-8 text") from None
     except json.JSONDecodeError as error:
         raise DecodekitError(f"{where} is not valid JSON: {error.msg}") from None
     if not isinstance(data, dict):
@@ -78,10 +114,37 @@ def _parse(line: str, path: Path, number: int) -> Question:
     missing = [k for k in ("question_id", "category", "turns") if k not in data]
     if missing:
         raise DecodekitError(f"{where} lacks {', '.join(missing)}")
-    turns = data["turns"]
+    question_id, category, turns = data["question_id"], data["category"], data["turns"]
+    # bool is an int in Python, but never a sensible id.
+    if isinstance(question_id, bool) or not isinstance(question_id, (int, str)):
+        raise DecodekitError(f"{where}: 'question_id' must be an integer or a string")
+    if not isinstance(category, str) or not category.strip():
+        raise DecodekitError(f"{where}: 'category' must be a non-empty string")
     if not isinstance(turns, list) or not turns or not all(isinstance(t, str) and t.strip() for t in turns):
         raise DecodekitError(f"{where}: 'turns' must be a non-empty list of non-empty strings")
-    category = str(data["category"])
     if category in MT_BENCH_SUBCATEGORIES:
-        return Question(data["question_id"], "mt_bench", turns, subcategory=category)
-    return Question(data["question_id"], category, turns)
+        return Question(question_id, MT_BENCH, turns, subcategory=category)
+    return Question(question_id, category, turns)
+
+
+def _check_known(wanted: list[str], questions: list[Question], path: Path) -> None:
+    categories = list(dict.fromkeys(q.category for q in questions))
+    subcategories = list(dict.fromkeys(q.subcategory for q in questions if q.subcategory))
+    unknown = [c for c in wanted if c not in categories and c not in subcategories]
+    if unknown:
+        available = ", ".join(categories)
+        if subcategories:
+            available += f" (or {MT_BENCH}'s sub-categories: {', '.join(subcategories)})"
+        raise DecodekitError(f"unknown categor{'y' if len(unknown) == 1 else 'ies'} {', '.join(unknown)}: "
+                             f"{path.name} has {available}")
+
+
+def _selection_key(question: Question, wanted: list[str]) -> str | None:
+    """The requested name a question counts under for per_category; None if not requested."""
+    if not wanted:
+        return question.category
+    if question.subcategory in wanted:
+        return question.subcategory
+    if question.category in wanted:
+        return question.category
+    return None

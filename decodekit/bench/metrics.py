@@ -1,7 +1,18 @@
 """From records to the numbers in the report.
 
-Speedup follows Spec-Bench: the ratio of mean per-question tokens/s, method over decodekit AR,
-on the same questions. τ is tokens committed per verification step, over all steps.
+The arithmetic, spelled out once (tests/test_bench_metrics.py checks each line by hand):
+
+- a question's speed = its new tokens over all turns / its wall time over all turns;
+- a cell's tokens/s = the mean of its questions' speeds (Spec-Bench's definition: every
+  question weighs the same, however long its answer);
+- speedup = mean speed of the method / mean speed of decodekit AR, both over the questions
+  the two have in common, so a missing answer cannot tilt the ratio;
+- τ = new tokens / verification steps, summed over every turn that reports steps (a ratio of
+  sums, not a mean of per-turn ratios: long answers weigh more, as they do in wall time);
+- the time split = draft / forward / other seconds, each over their sum.
+
+The overall cell pools all questions; `Summary.mean_category_speedup` is the other common
+reading, the unweighted mean of the per-category speedups.
 """
 
 from __future__ import annotations
@@ -10,7 +21,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from statistics import mean
 
-from decodekit.bench.records import QuestionRecord
+from decodekit.bench.records import QuestionRecord, TurnResult
 
 OVERALL = "overall"
 REFERENCE = "ar"
@@ -27,12 +38,14 @@ class Cell:
     new_tokens: int
     wall_s: float
     tokens_per_s: float  # mean of per-question tokens/s
-    speedup: float | None  # vs AR on the same questions
-    tau: float | None  # None: the method does not report steps
-    accepted_hist: dict[int, int]
-    identical: int  # questions identical to AR (greedy runs)
-    compared: int  # questions compared with AR
-    time_split: dict[str, float] | None  # fraction of time drafting / in forward / other
+    speedup: float | None  # vs AR on the same questions; None without AR
+    steps: int | None  # verification steps; None: the method does not report them
+    tau: float | None  # new tokens per step over the turns that report steps
+    accepted_hist: dict[int, int]  # tokens committed per step -> number of steps
+    identical: int  # questions whose greedy ids equal AR's
+    compared: int  # questions compared with AR (greedy runs, AR itself excluded)
+    bugs: int  # divergences from AR that a near-tie of AR's logits cannot explain
+    time_split: dict[str, float] | None  # share of time drafting / in forward / other
 
     @property
     def identical_rate(self) -> float | None:
@@ -41,21 +54,22 @@ class Cell:
 
 @dataclass
 class Summary:
-    methods: list[str]
+    methods: list[str]  # in order of first appearance
     categories: list[str]  # in order of first appearance, without OVERALL
     cells: dict[tuple[str, str], Cell] = field(default_factory=dict)
 
     def cell(self, method: str, category: str) -> Cell:
         return self.cells[(method, category)]
 
+    def get(self, method: str, category: str) -> Cell | None:
+        return self.cells.get((method, category))
+
     def mean_category_speedup(self, method: str) -> float | None:
-        cells = [self.cells.get((method, c)) for c in self.categories]
+        """Unweighted mean of the per-category speedups; None unless every category has one."""
+        cells = [self.get(method, c) for c in self.categories]
         if not cells or any(cell is None or cell.speedup is None for cell in cells):
             return None  # a mean over some categories only would not compare with the others
         return mean(cell.speedup for cell in cells)
-
-    def divergences(self, records: list[QuestionRecord]) -> list[QuestionRecord]:
-        return [r for r in records if r.divergence is not None]
 
 
 def summarize(records: list[QuestionRecord]) -> Summary:
@@ -64,39 +78,62 @@ def summarize(records: list[QuestionRecord]) -> Summary:
     summary = Summary(methods, categories)
     for category in [*categories, OVERALL]:
         chosen = [r for r in records if category in (OVERALL, r.category)]
-        ar_speed = _mean_speed([r for r in chosen if r.method == REFERENCE])
+        reference = {_key(r): r for r in chosen if r.method == REFERENCE}
         for method in methods:
             mine = [r for r in chosen if r.method == method]
             if mine:
-                summary.cells[(method, category)] = _cell(method, category, mine, ar_speed)
+                summary.cells[(method, category)] = make_cell(method, category, mine, reference)
     return summary
 
 
-def _mean_speed(records: list[QuestionRecord]) -> float | None:
-    return mean(r.tokens_per_s for r in records) if records else None
-
-
-def _cell(method: str, category: str, records: list[QuestionRecord], ar_speed: float | None) -> Cell:
+def make_cell(method: str, category: str, records: list[QuestionRecord],
+              reference: dict[tuple[str, int | str], QuestionRecord]) -> Cell:
     turns = [t for r in records for t in r.turns]
-    speed = _mean_speed(records)
-    stepped = [t for t in turns if t.steps]
-    hist: Counter = Counter()
-    for t in stepped:
-        hist.update(t.accepted_hist or {})
     compared = [r for r in records if r.identical_to_ar is not None]
+    steps, tau = step_totals(turns)
     return Cell(
         method=method, category=category, backend=records[0].backend, questions=len(records),
         new_tokens=sum(t.new_tokens for t in turns), wall_s=sum(t.wall_s for t in turns),
-        tokens_per_s=speed, speedup=speed / ar_speed if ar_speed else None,
-        tau=(sum(t.new_tokens for t in stepped) / sum(t.steps for t in stepped)) if stepped else None,
-        accepted_hist=dict(sorted(hist.items())),
+        tokens_per_s=mean(r.tokens_per_s for r in records),
+        speedup=speedup(records, reference),
+        steps=steps, tau=tau, accepted_hist=merge_histograms(turns),
         identical=sum(1 for r in compared if r.identical_to_ar), compared=len(compared),
-        time_split=_time_split(stepped),
+        bugs=sum(1 for r in records if r.divergence is not None and r.divergence.is_bug),
+        time_split=time_split(turns),
     )
 
 
-def _time_split(turns) -> dict[str, float] | None:
-    parts = {"draft": sum(t.draft_s or 0 for t in turns), "forward": sum(t.forward_s or 0 for t in turns),
-             "other": sum(t.other_s or 0 for t in turns)}
+def speedup(records: list[QuestionRecord], reference: dict[tuple[str, int | str], QuestionRecord]) -> float | None:
+    """Mean per-question tokens/s over the questions AR also answered, divided by AR's."""
+    paired = [r for r in records if _key(r) in reference]
+    if not paired:
+        return None
+    ar_speed = mean(reference[_key(r)].tokens_per_s for r in paired)
+    return mean(r.tokens_per_s for r in paired) / ar_speed if ar_speed > 0 else None
+
+
+def _key(record: QuestionRecord) -> tuple[str, int | str]:
+    return record.category, record.question_id
+
+
+def step_totals(turns: list[TurnResult]) -> tuple[int | None, float | None]:
+    """(steps, τ) over the turns that report steps; (None, None) when none does."""
+    stepped = [t for t in turns if t.steps is not None]
+    if not stepped:
+        return None, None
+    steps = sum(t.steps for t in stepped)
+    return steps, (sum(t.new_tokens for t in stepped) / steps if steps else None)
+
+
+def merge_histograms(turns: list[TurnResult]) -> dict[int, int]:
+    total: Counter = Counter()
+    for t in turns:
+        total.update(t.accepted_hist or {})
+    return dict(sorted(total.items()))
+
+
+def time_split(turns: list[TurnResult]) -> dict[str, float] | None:
+    parts = {"draft": sum(t.draft_s or 0.0 for t in turns), "forward": sum(t.forward_s or 0.0 for t in turns),
+             "other": sum(t.other_s or 0.0 for t in turns)}
     total = sum(parts.values())
     return {k: v / total for k, v in parts.items()} if total > 0 else None

@@ -7,117 +7,215 @@ looks complete.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from decodekit.bench.baselines import HF_BASELINES
-from decodekit.bench.metrics import OVERALL, Summary
+from decodekit.bench.divergence import ENDED, TIE_TOLERANCE
+from decodekit.bench.metrics import OVERALL, REFERENCE, Cell, Summary
 from decodekit.bench.plots import plot_speedup, plot_tau_histogram
 from decodekit.bench.records import QuestionRecord, write_records
 
+REPORT = "report.md"
+RESULTS = "results.jsonl"
+SPEEDUP_PNG = "speedup.png"
+TAU_PNG = "tau_histogram.png"
+
 
 def method_label(method: str, backend: str) -> str:
+    """A row's name, saying who ran it: speed ratios across backends compare more than loops."""
+    if method == REFERENCE and backend == "decodekit":
+        return f"{method} (decodekit, the reference)"
+    if backend == "decodekit":
+        return method
     if backend == "hf":
-        return f"{method} ({HF_BASELINES.get(method, 'transformers')})"
+        return f"{method} ({HF_BASELINES.get(method, 'transformers generate()')})"
     if backend == "llama.cpp":
-        return f"{method} (llama.cpp — a different backend)"
-    return method
+        return f"{method} (llama.cpp — a different backend and model format)"
+    return f"{method} ({backend})"
+
+
+def short_label(method: str, backend: str) -> str:
+    """For narrow terminal tables: the backend in parentheses, only when it is not decodekit."""
+    return method if backend == "decodekit" else f"{method} ({backend})"
 
 
 def _fmt(value: float | None, spec: str, suffix: str = "") -> str:
     return "–" if value is None else f"{value:{spec}}{suffix}"
 
 
-def speed_rows(summary: Summary, attribute: str, labels: bool = True) -> list[list[str]]:
-    spec, suffix = (".2f", "×") if attribute == "speedup" else (".1f", "")
+def _fmt_identical(cell: Cell | None) -> str:
+    if cell is None or not cell.compared:
+        return "–"
+    text = f"{cell.identical}/{cell.compared} ({cell.identical_rate:.0%})"
+    return text + (f", {cell.bugs} BUG" if cell.bugs else "")
+
+
+def _fmt_split(cell: Cell) -> str:
+    return " / ".join(f"{v:.0%}" for v in cell.time_split.values()) if cell.time_split else "–"
+
+
+def _fmt_hist(cell: Cell) -> str:
+    return " ".join(f"{k}:{v}" for k, v in cell.accepted_hist.items()) or "–"
+
+
+# What each per-category table shows, and how one cell reads.
+CATEGORY_METRICS: dict[str, Callable[[Cell | None], str]] = {
+    "speedup": lambda c: _fmt(c.speedup if c else None, ".2f", "×"),
+    "tokens_per_s": lambda c: _fmt(c.tokens_per_s if c else None, ".1f"),
+    "tau": lambda c: _fmt(c.tau if c else None, ".2f"),
+    "identical": _fmt_identical,
+}
+
+
+def category_rows(summary: Summary, metric: str, labels: bool = True) -> list[list[str]]:
+    """Methods as rows, categories then OVERALL as columns (and the mean of categories for speedup)."""
+    show = CATEGORY_METRICS[metric]
     rows = []
     for method in summary.methods:
-        cells = [summary.cells.get((method, c)) for c in [*summary.categories, OVERALL]]
-        row = [method_label(method, cells[-1].backend) if labels else method]
-        row += [_fmt(getattr(cell, attribute) if cell else None, spec, suffix) for cell in cells]
-        if attribute == "speedup":
-            row.append(_fmt(summary.mean_category_speedup(method), spec, suffix))
+        overall = summary.cell(method, OVERALL)
+        row = [(method_label if labels else short_label)(method, overall.backend)]
+        row += [show(summary.get(method, c)) for c in [*summary.categories, OVERALL]]
+        if metric == "speedup":
+            row.append(_fmt(summary.mean_category_speedup(method), ".2f", "×"))
         rows.append(row)
     return rows
 
 
-def detail_rows(summary: Summary) -> list[list[str]]:
+def detail_rows(summary: Summary, labels: bool = True) -> list[list[str]]:
+    """One row per method over all categories: steps, τ, histogram, identity, time split."""
     rows = []
     for method in summary.methods:
         cell = summary.cell(method, OVERALL)
-        hist = " ".join(f"{k}:{v}" for k, v in cell.accepted_hist.items()) or "–"
-        identical = f"{cell.identical}/{cell.compared} ({cell.identical_rate:.0%})" if cell.compared else "–"
-        split = " / ".join(f"{v:.0%}" for v in cell.time_split.values()) if cell.time_split else "–"
-        rows.append([method, _fmt(cell.tau, ".2f"), hist, identical, split])
+        rows.append([
+            (method_label if labels else short_label)(method, cell.backend),
+            str(cell.new_tokens), f"{cell.wall_s:.1f}", "–" if cell.steps is None else str(cell.steps),
+            _fmt(cell.tau, ".2f"), _fmt_hist(cell), _fmt_identical(cell), _fmt_split(cell),
+        ])
     return rows
 
 
+DETAIL_HEADER = ["method", "new tokens", "wall s", "steps", "τ", "tokens per step: steps", "identical to AR",
+                 "time draft / forward / other"]
+
+
+def divergence_rows(records: list[QuestionRecord]) -> list[list[str]]:
+    rows = []
+    for r in records:
+        d = r.divergence
+        if d is None:
+            continue
+        rows.append([str(r.question_id), r.category, r.method, str(d.turn + 1), str(d.position),
+                     _token(d.ar_token), _token(d.method_token), _fmt(d.ar_top2_gap, ".2e"),
+                     "**BUG** (no tie)" if d.is_bug else "tie (numerics)"])
+    return rows
+
+
+def _token(token: int) -> str:
+    return "(ended)" if token == ENDED else str(token)
+
+
+def _escape(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
 def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    lines = ["| " + " | ".join(_escape(h) for h in header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_escape(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
 
 
 def render_markdown(summary: Summary, records: list[QuestionRecord], machine: dict, command: str) -> str:
+    """The whole report.md; `records` supply the divergence list (it needs question ids)."""
+    if not summary.methods:
+        return f"# decodekit bench report\n\nCommand:\n\n```\n{command}\n```\n\nNo results were recorded.\n"
     categories = [*summary.categories, OVERALL]
-    questions = summary.cell(summary.methods[0], OVERALL).questions
+    per_category = ", ".join(f"{c} {_questions(summary, c)}" for c in categories)
     parts = [
         "# decodekit bench report",
-        f"Command: `{command}`",
-        f"{questions} questions; model `{machine.get('model', '?')}`.",
-        "## Speedup vs decodekit AR\n\nRatio of mean per-question tokens/s (Spec-Bench's definition), same questions, one process.",
-        _markdown_table(["method", *categories, "mean of categories"], speed_rows(summary, "speedup")),
+        f"Command:\n\n```\n{command}\n```",
+        f"Model `{machine.get('model', '?')}`; questions per category: {per_category}.",
+        "## Speedup vs decodekit AR\n\n"
+        "Ratio of mean per-question tokens/s (Spec-Bench's definition), on the same questions, in one "
+        "process; `overall` pools every question, the last column is the mean of the category speedups.",
+        _markdown_table(["method", *categories, "mean of categories"], category_rows(summary, "speedup")),
         "## Tokens/s (mean per question)",
-        _markdown_table(["method", *categories], speed_rows(summary, "tokens_per_s")),
-        "## Acceptance, losslessness, time split (all categories)\n\n"
-        "τ: tokens committed per verification step; histogram: tokens per step → steps; "
-        "identical: greedy token ids equal decodekit AR's for every turn; time: drafting / model forward / bookkeeping.",
-        _markdown_table(["method", "τ", "tokens per step", "identical to AR", "time draft / forward / other"], detail_rows(summary)),
+        _markdown_table(["method", *categories], category_rows(summary, "tokens_per_s")),
+        "## τ: tokens committed per verification step\n\n"
+        "New tokens over verification steps; plain decoding commits 1 per step; – : the method does not "
+        "report steps.",
+        _markdown_table(["method", *categories], category_rows(summary, "tau")),
+        "## Identical to AR\n\n"
+        "Questions whose greedy token ids equal decodekit AR's in every turn.",
+        _markdown_table(["method", *categories], category_rows(summary, "identical")),
+        "## All categories: steps, acceptance histogram, time split\n\n"
+        "Tokens per step: steps, how many verification steps committed that many tokens. "
+        "Time: drafting / model forward / bookkeeping, as shares of their sum.",
+        _markdown_table(DETAIL_HEADER, detail_rows(summary)),
         "## Divergences from AR",
         _divergence_section(records),
         "## Machine",
-        _markdown_table(["", ""], [[k, str(v)] for k, v in machine.items()]),
-        "Plots: `speedup.png`, `tau_histogram.png`; every answer: `results.jsonl`.",
+        _markdown_table(["", ""], [[str(k), str(v)] for k, v in machine.items()]),
+        f"Plots: `{SPEEDUP_PNG}`, `{TAU_PNG}`; every answer: `{RESULTS}`.",
     ]
+    if any(summary.cell(m, OVERALL).backend == "llama.cpp" for m in summary.methods):
+        parts.insert(4, "Rows marked llama.cpp ran another backend (its own kernels and quantised weights): "
+                        "their ratio to decodekit AR compares implementations, not decoding methods.")
     return "\n\n".join(parts) + "\n"
 
 
+def _questions(summary: Summary, category: str) -> int:
+    return max(cell.questions for (_, c), cell in summary.cells.items() if c == category)
+
+
 def _divergence_section(records: list[QuestionRecord]) -> str:
-    diverged = [r for r in records if r.divergence is not None]
-    if not diverged:
+    rows = divergence_rows(records)
+    if not rows:
         compared = sum(1 for r in records if r.identical_to_ar is not None)
-        return f"None: all {compared} compared outputs are identical to AR." if compared else "Not checked (sampling run)."
-    rows = []
-    for r in diverged:
-        d = r.divergence
-        verdict = "**BUG** (no tie)" if d.is_bug else "tie (numerics)"
-        rows.append([str(r.question_id), r.category, r.method, str(d.turn + 1), str(d.position),
-                     _fmt(d.ar_top2_gap, ".2e"), verdict])
-    return _markdown_table(["question", "category", "method", "turn", "position", "AR top-2 gap", "verdict"], rows)
+        if not compared:
+            return "Not checked (sampling run)."
+        return f"None: all {compared} compared outputs are identical to AR."
+    bugs = sum(1 for r in records if r.divergence is not None and r.divergence.is_bug)
+    intro = (f"{len(rows)} of the compared outputs differ from AR. {bugs} of these differ where AR's top-2 logit "
+             f"gap is above the tie tolerance {TIE_TOLERANCE:g} (or unknown): numerics cannot explain them, they "
+             "are bugs. Turns count from 1, positions from 0 within the turn's generated tokens; turns after the "
+             "first differing one are not compared, since their prompts differ.")
+    header = ["question", "category", "method", "turn", "position", "AR token", "method token", "AR top-2 gap",
+              "verdict"]
+    return intro + "\n\n" + _markdown_table(header, rows)
 
 
 def print_terminal(summary: Summary, console: Console) -> None:
-    table = Table(title="speedup vs decodekit AR (mean per-question tokens/s ratio)")
+    if not summary.methods:
+        console.print("no results")
+        return
+    table = Table(title="speedup vs decodekit AR (ratio of mean per-question tokens/s)")
     for column in ["method", *summary.categories, OVERALL, "mean"]:
-        table.add_column(column, justify="left" if column == "method" else "right")
-    for row in speed_rows(summary, "speedup", labels=False):
-        table.add_row(*row)
+        table.add_column(escape(column), justify="left" if column == "method" else "right")
+    for row in category_rows(summary, "speedup", labels=False):
+        table.add_row(*map(escape, row))  # names are data, not rich markup
     console.print(table)
-    details = Table(title="acceptance and losslessness")
-    for column in ["method", "τ", "tokens per step", "identical to AR", "draft / forward / other"]:
-        details.add_column(column)
-    for row in detail_rows(summary):
-        details.add_row(*row)
+    details = Table(title="all categories: acceptance and losslessness")
+    for column in DETAIL_HEADER:
+        details.add_column(column, justify="left" if column in ("method", "tokens per step: steps") else "right")
+    for row in detail_rows(summary, labels=False):
+        details.add_row(*map(escape, row))
     console.print(details)
 
 
-def write_report(out: Path, records: list[QuestionRecord], summary: Summary, machine: dict, command: str) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    write_records(out / "results.jsonl", records)
-    plot_speedup(summary, out / "speedup.png")
-    plot_tau_histogram(summary, out / "tau_histogram.png")
-    partial = out / "report.md.partial"
-    partial.write_text(render_markdown(summary, records, machine, command))
-    os.replace(partial, out / "report.md")
+def write_report(out_dir: Path, records: list[QuestionRecord], summary: Summary, machine: dict, command: str) -> None:
+    """results.jsonl, the plots, then report.md last, via a temporary file and a rename."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # An older report beside newer results would pass for their report if a plot fails below.
+    (out_dir / REPORT).unlink(missing_ok=True)
+    write_records(out_dir / RESULTS, records)
+    plot_speedup(summary, out_dir / SPEEDUP_PNG)
+    plot_tau_histogram(summary, out_dir / TAU_PNG)
+    partial = out_dir / (REPORT + ".partial")
+    partial.write_text(render_markdown(summary, records, machine, command), encoding="utf-8")
+    os.replace(partial, out_dir / REPORT)

@@ -1,0 +1,159 @@
+"""Loading questions: Spec-Bench's own file and crafted good and bad files."""
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from decodekit.bench import dataset
+from decodekit.bench.dataset import MT_BENCH_SUBCATEGORIES, SPEC_BENCH_CATEGORIES, load_questions
+from decodekit.errors import DecodekitError
+
+SHARED_SPEC_BENCH = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "spec_bench" / "question.jsonl"
+
+ROWS = [
+    {"question_id": 1, "category": "writing", "turns": ["a", "b"]},
+    {"question_id": 2, "category": "coding", "turns": ["c", "d"]},
+    {"question_id": 3, "category": "qa", "turns": ["e"], "reference": ["ignored"]},
+    {"question_id": "q4", "category": "qa", "turns": ["f"]},
+    {"question_id": 5, "category": "writing", "turns": ["g", "h"]},
+    {"question_id": 6, "category": "translation", "turns": ["i"]},
+]
+
+
+def write_jsonl(path, rows):
+    path.write_text("\n".join(r if isinstance(r, str) else json.dumps(r) for r in rows) + "\n")
+    return str(path)
+
+
+@pytest.fixture()
+def small(tmp_path):
+    return write_jsonl(tmp_path / "q.jsonl", ROWS)
+
+
+def ids(questions):
+    return [q.question_id for q in questions]
+
+
+def test_groups_mt_bench_and_keeps_the_subcategory(small):
+    questions = load_questions(small)
+    assert [(q.question_id, q.category, q.subcategory) for q in questions] == [
+        (1, "mt_bench", "writing"), (2, "mt_bench", "coding"), (3, "qa", None), ("q4", "qa", None),
+        (5, "mt_bench", "writing"), (6, "translation", None)]
+    assert questions[0].turns == ["a", "b"]
+
+
+def test_per_category_keeps_the_first_n_in_file_order(small):
+    assert ids(load_questions(small, per_category=1)) == [1, 3, 6]
+    assert ids(load_questions(small, per_category=2)) == [1, 2, 3, "q4", 6]
+    assert ids(load_questions(small, per_category=100)) == [1, 2, 3, "q4", 5, 6]
+
+
+def test_categories_filter_keeps_file_order(small):
+    assert ids(load_questions(small, categories=["translation", "qa"])) == [3, "q4", 6]
+    assert ids(load_questions(small, categories=["mt_bench"], per_category=2)) == [1, 2]
+    assert ids(load_questions(small, categories=["qa", "qa", " "])) == [3, "q4"]  # repeats and blanks ignored
+
+
+def test_a_subcategory_can_be_selected_and_counts_on_its_own(small):
+    questions = load_questions(small, categories=["writing", "qa"], per_category=1)
+    assert ids(questions) == [1, 3]
+    assert questions[0].category == "mt_bench"  # reported under Spec-Bench's category still
+
+
+def test_blank_lines_are_skipped(tmp_path):
+    path = write_jsonl(tmp_path / "q.jsonl", ["", json.dumps(ROWS[2]), "   ", json.dumps(ROWS[5])])
+    assert ids(load_questions(path)) == [3, 6]
+
+
+@pytest.mark.parametrize(
+    "rows, kwargs, message",
+    [
+        ([ROWS[0], "{not json"], {}, "line 2 is not valid JSON"),
+        (["[1, 2]"], {}, "line 1 is not a JSON object"),
+        ([{"question_id": 1, "turns": ["a"]}], {}, "line 1 lacks category"),
+        ([{"category": "qa"}], {}, "lacks question_id, turns"),
+        ([{"question_id": 1, "category": "qa", "turns": []}], {}, "'turns' must be a non-empty list"),
+        ([{"question_id": 1, "category": "qa", "turns": "a"}], {}, "'turns' must be a non-empty list"),
+        ([{"question_id": 1, "category": "qa", "turns": ["a", ""]}], {}, "non-empty strings"),
+        ([{"question_id": 1, "category": "qa", "turns": ["a", 3]}], {}, "non-empty strings"),
+        ([{"question_id": 1, "category": None, "turns": ["a"]}], {}, "'category' must be a non-empty string"),
+        ([{"question_id": [1], "category": "qa", "turns": ["a"]}], {}, "'question_id' must be"),
+        ([{"question_id": True, "category": "qa", "turns": ["a"]}], {}, "'question_id' must be"),
+        ([ROWS[2], ROWS[3], dict(ROWS[5], question_id=3)], {}, "line 3: question_id 3 already used on line 1"),
+        (ROWS, {"categories": ["poetry"]}, "unknown category poetry: q.jsonl has mt_bench, qa, translation"),
+        (ROWS, {"categories": ["poetry", "qa", "prose"]}, "unknown categories poetry, prose"),
+        (ROWS, {"categories": ["poetry"]}, "sub-categories: writing, coding"),
+        (ROWS, {"per_category": 0}, ">= 1"),
+        (ROWS, {"per_category": -3}, ">= 1"),
+        ([], {}, "holds no questions"),
+        (["", "  "], {}, "holds no questions"),
+    ],
+)
+def test_bad_input_is_a_clear_decodekit_error(tmp_path, rows, kwargs, message):
+    path = write_jsonl(tmp_path / "q.jsonl", rows)
+    with pytest.raises(DecodekitError, match=re.escape(message)):
+        load_questions(path, **kwargs)
+
+
+def test_invalid_utf8_names_the_line(tmp_path):
+    path = tmp_path / "q.jsonl"
+    path.write_bytes(json.dumps(ROWS[2]).encode() + b"\n" + b'{"question_id": 1, "category": "\xff"}\n')
+    with pytest.raises(DecodekitError, match="line 2 is not valid UTF-8"):
+        load_questions(str(path))
+
+
+def test_missing_file_and_directory(tmp_path):
+    with pytest.raises(DecodekitError, match="dataset file not found"):
+        load_questions(str(tmp_path / "nope.jsonl"))
+    with pytest.raises(DecodekitError, match="dataset file not found"):
+        load_questions(str(tmp_path))
+
+
+def test_spec_bench_env_variable_points_at_the_file(small, monkeypatch):
+    monkeypatch.setenv("DECODEKIT_SPEC_BENCH", small)
+    assert ids(load_questions("spec-bench", per_category=1)) == [1, 3, 6]
+    monkeypatch.setenv("DECODEKIT_SPEC_BENCH", small + ".missing")
+    with pytest.raises(DecodekitError, match="DECODEKIT_SPEC_BENCH points at"):
+        load_questions("spec-bench")
+
+
+def test_spec_bench_found_relative_to_the_current_directory(tmp_path, monkeypatch):
+    work = tmp_path / "project"
+    work.mkdir()
+    data = tmp_path / "shared" / "data" / "spec_bench"
+    data.mkdir(parents=True)
+    write_jsonl(data / "question.jsonl", ROWS[2:4])
+    monkeypatch.delenv("DECODEKIT_SPEC_BENCH", raising=False)
+    monkeypatch.chdir(work)
+    assert ids(load_questions()) == [3, "q4"]
+
+
+def test_spec_bench_not_found_says_how_to_point_at_it(tmp_path, monkeypatch):
+    monkeypatch.delenv("DECODEKIT_SPEC_BENCH", raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(dataset, "SPEC_BENCH_RELATIVE", Path("no") / "such" / "question.jsonl")
+    with pytest.raises(DecodekitError, match="DECODEKIT_SPEC_BENCH.*--dataset"):
+        load_questions("spec-bench")
+
+
+def test_the_real_spec_bench_file(monkeypatch):
+    if not SHARED_SPEC_BENCH.is_file():
+        pytest.skip(f"Spec-Bench's question.jsonl is not in the workspace ({SHARED_SPEC_BENCH})")
+    monkeypatch.delenv("DECODEKIT_SPEC_BENCH", raising=False)
+    questions = load_questions("spec-bench")
+    assert len(questions) == 480
+    assert Counter(q.category for q in questions) == {c: 80 for c in SPEC_BENCH_CATEGORIES}
+    assert list(dict.fromkeys(q.category for q in questions)) == list(SPEC_BENCH_CATEGORIES)  # file order
+    mt_bench = [q for q in questions if q.category == "mt_bench"]
+    assert questions[:80] == mt_bench
+    assert Counter(q.subcategory for q in mt_bench) == {s: 10 for s in MT_BENCH_SUBCATEGORIES}
+    assert all(len(q.turns) == 2 for q in mt_bench)
+    assert all(len(q.turns) == 1 and q.subcategory is None for q in questions[80:])
+    assert len({q.question_id for q in questions}) == 480
+
+    sample = load_questions("spec-bench", categories=["translation", "rag"], per_category=3)
+    assert [q.category for q in sample] == ["translation"] * 3 + ["rag"] * 3
+    assert [q.question_id for q in sample[:3]] == [q.question_id for q in questions if q.category == "translation"][:3]

@@ -1,0 +1,151 @@
+"""report.md, the terminal tables and the plots, from synthetic records (no model)."""
+
+import pytest
+from rich.console import Console
+
+from decodekit.bench import report
+from decodekit.bench.divergence import ENDED
+from decodekit.bench.machine import machine_info, peak_rss_mb
+from decodekit.bench.metrics import summarize
+from decodekit.bench.plots import plot_speedup, plot_tau_histogram
+from decodekit.bench.records import Divergence, QuestionRecord, TurnResult, read_records
+from decodekit.bench.report import print_terminal, render_markdown, write_report
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+MACHINE = {"cpu": "TestCPU 9000", "logical_cores": 2, "torch": "2.13.0", "model": "tiny-llama"}
+COMMAND = "decodekit bench --model tiny-llama --methods ar,prompt-lookup,hf-greedy"
+
+
+def turn(tokens, seconds, steps=None, hist=None):
+    return TurnResult(prompt_tokens=10, new_tokens=tokens, wall_s=seconds, token_ids=list(range(tokens)), text="x",
+                      steps=steps, accepted_hist=hist, draft_s=0.1 if steps else None,
+                      forward_s=0.8 if steps else None, other_s=0.1 if steps else None)
+
+
+def make_records():
+    records = []
+    for qid, category in [(1, "mt_bench"), (2, "mt_bench"), (3, "summarization")]:
+        records.append(QuestionRecord(qid, category, "ar", "decodekit", [turn(10, 1.0, 10, {1: 10})]))
+        records.append(QuestionRecord(qid, category, "prompt-lookup", "decodekit", [turn(10, 0.5, 4, {1: 2, 4: 2})],
+                                      identical_to_ar=True))
+        records.append(QuestionRecord(qid, category, "hf-greedy", "hf", [turn(10, 1.25)], identical_to_ar=True))
+        records.append(QuestionRecord(qid, category, "llama-ar", "llama.cpp", [turn(10, 0.2)]))
+    records[1].identical_to_ar = False  # prompt-lookup on question 1
+    records[1].divergence = Divergence(turn=0, position=5, ar_token=42, method_token=43, ar_top2_gap=3e-4, is_bug=False)
+    records[10].identical_to_ar = False  # hf-greedy on question 3
+    records[10].divergence = Divergence(turn=1, position=0, ar_token=7, method_token=ENDED, ar_top2_gap=1.5, is_bug=True)
+    return records
+
+
+@pytest.fixture()
+def records():
+    return make_records()
+
+
+def test_markdown_names_the_command_machine_methods_and_categories(records):
+    text = render_markdown(summarize(records), records, MACHINE, COMMAND)
+    assert COMMAND in text
+    for key, value in MACHINE.items():
+        assert f"| {key} | {value} |" in text
+    for label in ["ar (decodekit, the reference)", "| prompt-lookup |", "hf-greedy (transformers generate(), plain decoding)",
+                  "llama-ar (llama.cpp — a different backend"]:
+        assert label in text
+    assert "| method | mt_bench | summarization | overall | mean of categories |" in text
+    assert "ran another backend" in text  # llama.cpp rows are explained, not just labelled
+    assert "questions per category: mt_bench 2, summarization 1, overall 3" in text
+
+
+def test_markdown_tables_hold_the_numbers(records):
+    text = render_markdown(summarize(records), records, MACHINE, COMMAND)
+    assert "| prompt-lookup | 2.00× | 2.00× | 2.00× | 2.00× |" in text  # 20 vs 10 tok/s everywhere
+    assert "0.80×" in text  # hf-greedy: 8 vs 10 tok/s
+    assert "| prompt-lookup | 20.0 | 20.0 | 20.0 |" in text  # tokens/s
+    assert "| prompt-lookup | 2.50 | 2.50 | 2.50 |" in text  # τ = 10 / 4
+    assert "| prompt-lookup | 30 | 1.5 | 12 | 2.50 | 1:6 4:6 | 2/3 (67%) | 10% / 80% / 10% |" in text
+    assert "| prompt-lookup | 1/2 (50%) | 1/1 (100%) | 2/3 (67%) |" in text
+    assert "hf-greedy (transformers generate(), plain decoding) | 2/2 (100%) | 0/1 (0%), 1 BUG | 2/3 (67%), 1 BUG |" in text
+
+
+def test_markdown_lists_divergences_as_tie_or_bug(records):
+    text = render_markdown(summarize(records), records, MACHINE, COMMAND)
+    assert "2 of the compared outputs differ from AR. 1 of these" in text
+    assert "| 1 | mt_bench | prompt-lookup | 1 | 5 | 42 | 43 | 3.00e-04 | tie (numerics) |" in text
+    assert "| 3 | summarization | hf-greedy | 2 | 0 | 7 | (ended) | 1.50e+00 | **BUG** (no tie) |" in text
+
+
+def test_markdown_without_divergences_or_comparisons(records):
+    clean = [r for r in records if r.divergence is None]
+    assert "None: all 4 compared outputs are identical to AR." in render_markdown(summarize(clean), clean, {}, "c")
+    sampled = [QuestionRecord(r.question_id, r.category, r.method, r.backend, r.turns) for r in records]
+    assert "Not checked (sampling run)." in render_markdown(summarize(sampled), sampled, {}, "c")
+    assert "No results" in render_markdown(summarize([]), [], {}, "c")
+
+
+def test_markdown_escapes_table_separators():
+    records = [QuestionRecord(1, "a|b", "ar", "decodekit", [turn(5, 1.0, 5, {1: 5})])]
+    assert "| a\\|b |" in render_markdown(summarize(records), records, {"x": "1|2"}, "c")
+
+
+def test_terminal_tables_show_every_method(records):
+    console = Console(record=True, width=200)
+    print_terminal(summarize(records), console)
+    text = console.export_text()
+    for needle in ["prompt-lookup", "hf-greedy (hf)", "llama-ar (llama.cpp)", "mt_bench", "summarization", "2.00×", "2.50",
+                   "2/3 (67%), 1 BUG"]:
+        assert needle in text
+
+
+def assert_png(path):
+    data = path.read_bytes()
+    assert data.startswith(PNG_SIGNATURE) and len(data) > 1000
+
+
+def test_write_report_writes_every_file_and_report_last(records, tmp_path):
+    out = tmp_path / "out"
+    write_report(out, records, summarize(records), MACHINE, COMMAND)
+    assert {p.name for p in out.iterdir()} == {"results.jsonl", "report.md", "speedup.png", "tau_histogram.png"}
+    assert [r.to_json() for r in read_records(out / "results.jsonl")] == [r.to_json() for r in records]
+    assert_png(out / "speedup.png")
+    assert_png(out / "tau_histogram.png")
+    assert COMMAND in (out / "report.md").read_text()
+    assert (out / "report.md").stat().st_mtime_ns >= (out / "tau_histogram.png").stat().st_mtime_ns
+
+
+def test_a_failed_plot_leaves_no_report(records, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "report.md").write_text("a report from an older run")
+
+    def broken(summary, path):
+        raise RuntimeError("plotting failed")
+
+    monkeypatch.setattr(report, "plot_tau_histogram", broken)
+    with pytest.raises(RuntimeError):
+        write_report(out, records, summarize(records), MACHINE, COMMAND)
+    assert not (out / "report.md").exists() and not (out / "report.md.partial").exists()
+
+
+@pytest.mark.parametrize(
+    "records",
+    [
+        [QuestionRecord(1, "qa", "ar", "decodekit", [turn(5, 1.0, 5, {1: 5})])],  # AR alone
+        [QuestionRecord(1, "qa", "ar", "decodekit", [turn(5, 1.0, 5, {1: 5})]),
+         QuestionRecord(1, "qa", "prompt-lookup", "decodekit", [turn(5, 0.5, 2, {2: 1, 3: 1})])],
+        [QuestionRecord(1, "qa", "hf-greedy", "hf", [turn(5, 1.0)])],  # no AR, no steps: no speedup, no τ
+    ],
+)
+def test_plots_work_with_one_method_and_one_category(records, tmp_path):
+    summary = summarize(records)
+    plot_speedup(summary, tmp_path / "speedup.png")
+    plot_tau_histogram(summary, tmp_path / "tau.png")
+    assert_png(tmp_path / "speedup.png")
+    assert_png(tmp_path / "tau.png")
+
+
+def test_machine_info_names_what_the_numbers_depend_on():
+    info = machine_info("fp32", threads=2)
+    for key in ["cpu", "logical_cores", "torch_threads", "ram_gb", "os", "python", "dtype", "torch", "transformers",
+                "decodekit"]:
+        assert info[key] not in (None, ""), key
+    assert (info["dtype"], info["torch_threads"]) == ("fp32", 2)
+    assert peak_rss_mb() > 10  # this process has imported torch
