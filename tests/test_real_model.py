@@ -1,4 +1,10 @@
-"""SmolLM2-135M from the zoo: prompt lookup equals greedy on real Spec-Bench prompts."""
+"""SmolLM2-135M from the zoo: every method reproduces greedy decoding on real Spec-Bench prompts.
+
+Chains (prompt lookup) must give identical ids. A tree forward runs attention with a custom
+mask, which may differ from one-token decoding in the last bits; so for tree methods a
+divergence is accepted only where AR's top two logits tie within the benchmark's tolerance,
+and only as an explained exception (DESIGN: an unexplained divergence is a bug).
+"""
 
 import json
 from pathlib import Path
@@ -6,7 +12,9 @@ from pathlib import Path
 import pytest
 
 from decodekit import Decoder
+from decodekit.bench.divergence import TIE_TOLERANCE, first_divergence, top2_gap
 from decodekit.models.hf import load_backend
+from decodekit.types import Draft
 
 pytestmark = pytest.mark.slow
 
@@ -36,15 +44,30 @@ def greedy_reference(backend):
 METHODS = ["prompt-lookup", "copy-spec", "token-recycling", "lookahead", "aded", "copy-spec+token-recycling"]
 
 
-@pytest.mark.parametrize("method", METHODS)
-def test_method_equals_greedy_on_spec_bench(backend, greedy_reference, method):
-    decoder = Decoder(backend, method)
+def test_prompt_lookup_is_identical_to_greedy(backend, greedy_reference):
+    decoder = Decoder(backend, "prompt-lookup")
     accepted = 0
     for ids, expected in greedy_reference:
         got = decoder.generate(prompt_ids=ids, max_new_tokens=128)
         assert got.token_ids == expected
         accepted += got.stats.new_tokens - got.stats.steps
-    assert accepted > 0  # the method really drafted and was accepted somewhere
+    assert accepted > 0  # prompt lookup really drafted and was accepted somewhere
+
+
+@pytest.mark.parametrize("method", METHODS[1:])
+def test_method_reproduces_greedy_on_spec_bench(backend, greedy_reference, method):
+    decoder = Decoder(backend, method)
+    identical = 0
+    for ids, expected in greedy_reference:
+        got = decoder.generate(prompt_ids=ids, max_new_tokens=128).token_ids
+        position = first_divergence(expected, got)
+        if position is None:
+            identical += 1
+            continue
+        logits = backend.forward(ids + expected[:position], Draft.empty(), backend.new_cache())
+        gap = top2_gap(logits[0])
+        assert gap <= TIE_TOLERANCE, f"{method} diverged at token {position} where AR's top-2 gap is {gap:.2e}: a bug"
+    assert identical >= len(greedy_reference) - 1  # at most one explained tie in five
 
 
 def test_generate_text_and_stream_agree(backend):
