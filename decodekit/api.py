@@ -51,16 +51,18 @@ class Decoder:
         if method == "auto":
             from decodekit.auto import choose_method
 
-            ids = [self._sample_ids(text) for text in (sample or [])]
+            ids = [self.user_prompt_ids(text) for text in (sample or [])]
             self.auto_choice = choose_method(self.backend, ids)
             method = self.auto_choice.method
         self.method = method
         self.drafter: Drafter = make_drafter(method, **method_options)
 
-    def _sample_ids(self, text: str) -> list[int]:
-        if self.backend.has_chat_template:
-            return self.prompt_ids(messages=[{"role": "user", "content": text}])
-        return self.prompt_ids(text)
+    def user_prompt_ids(self, text: str, system: str | None = None) -> list[int]:
+        """A user's text as the model expects it: in the chat template if it has one, else raw."""
+        if not self.backend.has_chat_template:
+            return self.prompt_ids(text)
+        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": text}]
+        return self.prompt_ids(messages=messages)
 
     def prompt_ids(self, prompt: str | None = None, messages: list[dict] | None = None) -> list[int]:
         if (prompt is None) == (messages is None):

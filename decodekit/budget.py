@@ -34,15 +34,24 @@ class LatencyCurve:
     smoothing: float = 0.2
     _seconds: dict[int, float] = field(default_factory=dict)  # size -> moving average
     _counts: dict[int, int] = field(default_factory=dict)
+    _cached: dict[int, float] | None = field(default=None, repr=False)  # points(), until the next record
 
     def record(self, num_tokens: int, seconds: float) -> None:
         """Add one timed forward over `num_tokens` tokens (decode steps only, not prefills)."""
         old = self._seconds.get(num_tokens)
         self._seconds[num_tokens] = seconds if old is None else old + self.smoothing * (seconds - old)
         self._counts[num_tokens] = self._counts.get(num_tokens, 0) + 1
+        self._cached = None
 
     def points(self) -> dict[int, float]:
-        """The curve's support: measured ratios where there are enough samples, else the prior."""
+        """The curve's support: measured ratios where there are enough samples, else the prior.
+
+        Cached between measurements: drafters query the curve dozens of times per step."""
+        if self._cached is None:
+            self._cached = self._compute_points()
+        return self._cached
+
+    def _compute_points(self) -> dict[int, float]:
         if self._counts.get(1, 0) < MIN_SAMPLES:
             return dict(self.prior)
         one = self._seconds[1]

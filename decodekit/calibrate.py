@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from decodekit.bench.machine import cpu_model
 from decodekit.budget import LatencyCurve
 from decodekit.types import Draft
 
@@ -55,15 +56,9 @@ def monotone(points: dict[int, float]) -> dict[int, float]:
 
 
 def cache_key(backend) -> str:
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else _cpu_name()
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else cpu_model()
     raw = f"{backend.name}|{backend.model.config.model_type}|{backend.dtype}|{device}|{torch.get_num_threads()}"
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
-
-
-def _cpu_name() -> str:
-    from decodekit.bench.machine import machine_info  # noqa: PLC0415 (light import, avoids a cycle)
-
-    return machine_info(dtype="")["cpu"]
 
 
 def curve_path(backend) -> Path:

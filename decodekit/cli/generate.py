@@ -46,10 +46,7 @@ def generate(
             decoder = Decoder(model, method, dtype=dtype, threads=threads, sample=[text] if method == "auto" else None)
         if decoder.auto_choice:
             stderr.print(f"[dim]{decoder.auto_choice.describe()}[/dim]", highlight=False)
-        messages = None
-        if decoder.backend.has_chat_template and not raw:
-            messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": text}]
-        ids = decoder.prompt_ids(None if messages else text, messages)
+        ids = decoder.prompt_ids(text) if raw else decoder.user_prompt_ids(text, system)
         options = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                        min_p=min_p, typical_p=typical_p, seed=seed, stop=stop)
         if as_json:
