@@ -16,6 +16,8 @@ machine it runs on.
 from __future__ import annotations
 
 import bisect
+import heapq
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 # Forward time by number of input tokens, relative to one token, measured on a 2-core EPYC with
@@ -82,7 +84,15 @@ class Budget:
     """What the loop tells a drafter: how many tokens fit, and what forwards cost."""
 
     max_tokens: int
-    cost: LatencyCurve
+    cost: Callable[[int], float]  # relative forward cost by number of input tokens
+
+    def after(self, used: int) -> "Budget":
+        """What is left once `used` tokens of the tree are taken (composite drafting): fewer
+        tokens, and each further one judged by its marginal cost on top of the tree so far."""
+        if used == 0:
+            return self
+        base, start = self.cost, 1 + used
+        return Budget(max(0, self.max_tokens - used), lambda n: base(used + n) / base(start))
 
 
 def expected_tokens(first: float, cont: float, draft_len: int) -> float:
@@ -94,7 +104,7 @@ def expected_tokens(first: float, cont: float, draft_len: int) -> float:
     return 1 + first * sum(cont**i for i in range(draft_len))
 
 
-def best_draft_length(first: float, cont: float, max_len: int, cost: LatencyCurve) -> int:
+def best_draft_length(first: float, cont: float, max_len: int, cost: Callable[[int], float]) -> int:
     """The draft length (0 = don't draft) with the most expected tokens per unit of cost."""
     best_len, best_rate = 0, 1.0 / cost(1)
     for k in range(1, max_len + 1):
@@ -104,7 +114,7 @@ def best_draft_length(first: float, cont: float, max_len: int, cost: LatencyCurv
     return best_len
 
 
-def best_tree_size(node_probs: list[float], cost: LatencyCurve) -> int:
+def best_tree_size(node_probs: list[float], cost: Callable[[int], float]) -> int:
     """How many nodes of a tree (listed parents first) to draft: the prefix with the most
     expected tokens per unit of cost, where node i is accepted with probability node_probs[i]
     (so a prefix of n nodes commits 1 + sum(node_probs[:n]) tokens on average).
@@ -121,6 +131,33 @@ def best_tree_size(node_probs: list[float], cost: LatencyCurve) -> int:
     return best
 
 
+def best_subtree(parents: list[int], node_probs: list[float], cost: Callable[[int], float]) -> list[int]:
+    """The nodes of a drafted tree worth verifying, ascending: grown best-first (always the
+    likeliest node whose parent is already in, so the set stays a tree) and cut where expected
+    tokens per unit of cost peak. `node_probs[i]`: P(node i is on the accepted path).
+
+    A template's or trie's own order is not by value: a deep node on the likeliest branch can
+    be worth more than a shallow sibling, and on a CPU every node must earn its cost.
+
+    >>> best_subtree([-1, -1, 0], [0.9, 0.05, 0.6], LatencyCurve(prior={1: 1.0, 2: 1.1, 4: 1.3}))
+    [0, 2]
+    """
+    children: dict[int, list[int]] = {}
+    for node, parent in enumerate(parents):
+        children.setdefault(parent, []).append(node)
+    frontier = [(-node_probs[node], node) for node in children.get(-1, [])]
+    heapq.heapify(frontier)
+    order, probs = [], []
+    while frontier:
+        negative, node = heapq.heappop(frontier)
+        order.append(node)
+        probs.append(-negative)
+        for child in children.get(node, []):
+            # A node is never likelier than its parent: the path must get there first.
+            heapq.heappush(frontier, (-min(node_probs[child], -negative), child))
+    return sorted(order[: best_tree_size(probs, cost)])
+
+
 @dataclass
 class Rate:
     """A probability learned online from Beta(1, 1), with old evidence fading by `decay`."""
@@ -129,6 +166,9 @@ class Rate:
     misses: float = 1.0
     decay: float = 0.95  # per observation: the last ~20 drafts dominate
     forget_rate: float = 0.01  # per skipped opportunity: ~100 skips to drift back to the prior
+
+    def __post_init__(self):
+        self._prior = (self.hits, self.misses)
 
     @property
     def value(self) -> float:
@@ -141,8 +181,8 @@ class Rate:
     def forget(self) -> None:
         """Drift toward the prior: used while nothing is observed, so that a bad patch does
         not switch drafting off for good."""
-        self.hits += self.forget_rate * (1.0 - self.hits)
-        self.misses += self.forget_rate * (1.0 - self.misses)
+        self.hits += self.forget_rate * (self._prior[0] - self.hits)
+        self.misses += self.forget_rate * (self._prior[1] - self.misses)
 
 
 @dataclass
@@ -162,12 +202,38 @@ class AcceptanceEstimate:
         self.first.forget()
         self.cont.forget()
 
-    def best_length(self, max_len: int, cost: LatencyCurve) -> int:
+    def best_length(self, max_len: int, cost: Callable[[int], float]) -> int:
         return best_draft_length(self.first.value, self.cont.value, max_len, cost)
 
-    def trim(self, tokens: list[int], cost: LatencyCurve) -> list[int]:
+    def trim(self, tokens: list[int], cost: Callable[[int], float]) -> list[int]:
         """Cut a chain draft to the length that pays; while nothing pays, drift to the prior."""
         kept = tokens[: self.best_length(len(tokens), cost)]
         if tokens and not kept:
             self.forget()
         return kept
+
+
+@dataclass
+class Calibration:
+    """Accepted tokens per predicted one, over recent drafts (decayed sums).
+
+    Node acceptance estimates are biased: a node is drafted because its estimate is high, so
+    the drafted ones were lucky more often than not (the winner's curse), and count-based
+    rates are fitted to counts, not to what verification accepts. Scaling predictions by this
+    factor keeps tree sizes honest.
+
+    >>> c = Calibration(); c.update(predicted=2.0, actual=1.0); round(c.factor, 2)
+    0.66
+    """
+
+    actual: float = 1.0
+    predicted: float = 1.0
+    decay: float = 0.95
+
+    @property
+    def factor(self) -> float:
+        return min(2.0, max(0.05, self.actual / self.predicted))
+
+    def update(self, predicted: float, actual: float) -> None:
+        self.actual = self.decay * self.actual + actual
+        self.predicted = self.decay * self.predicted + predicted

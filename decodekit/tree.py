@@ -42,3 +42,20 @@ def ancestor_mask(parents: list[int]) -> torch.Tensor:
             mask[node] = mask[parent]
         mask[node, node] = True
     return mask
+
+
+def subtree(tokens: list[int], parents: list[int], kept: list[int]) -> tuple[list[int], list[int]]:
+    """The nodes `kept` (ascending, closed under parents) renumbered as their own tree.
+
+    >>> subtree([5, 6, 7, 8], [-1, 0, -1, 1], [0, 1, 3])
+    ([5, 6, 8], [-1, 0, 1])
+    """
+    new_index = {-1: -1}
+    new_tokens, new_parents = [], []
+    for node in kept:
+        if parents[node] not in new_index:
+            raise ValueError(f"kept node {node} without its parent {parents[node]}")
+        new_index[node] = len(new_tokens)
+        new_tokens.append(tokens[node])
+        new_parents.append(new_index[parents[node]])
+    return new_tokens, new_parents

@@ -1,6 +1,7 @@
 import pytest
 
-from decodekit.budget import AcceptanceEstimate, LatencyCurve, Rate, best_draft_length, expected_tokens
+from decodekit.budget import (AcceptanceEstimate, Budget, Calibration, LatencyCurve, Rate, best_draft_length,
+                              best_subtree, expected_tokens)
 
 FLAT = LatencyCurve(prior={1: 1.0, 128: 1.0})  # a GPU-like curve: extra tokens are free
 STEEP = LatencyCurve(prior={1: 1.0, 2: 2.0, 128: 128.0})  # every token costs a full step
@@ -42,9 +43,58 @@ def test_rates_learn_and_forget():
     assert rate.value == pytest.approx(0.5, abs=0.01)
 
 
+def test_forgetting_returns_to_the_rates_own_prior():
+    rate = Rate(hits=0.2, misses=1.0)  # a deep tree node: rarely accepted a priori
+    for _ in range(20):
+        rate.update(1, 0)
+    for _ in range(2000):
+        rate.forget()
+    assert rate.value == pytest.approx(0.2 / 1.2, abs=0.01)
+
+
 def test_acceptance_estimate_censors_full_acceptance():
     estimate = AcceptanceEstimate()
     estimate.update(4, 4)  # all accepted: no evidence of a stop
     assert estimate.cont.misses == pytest.approx(0.95)
     estimate.update(0, 4)
     assert estimate.first.misses == pytest.approx(0.95 * 0.95 + 1)
+
+
+# root ─┬─ 0 (0.9) ── 2 (0.7) ── 3 (0.6)
+#       └─ 1 (0.1)
+TREE = [-1, -1, 0, 2]
+PROBS = [0.9, 0.1, 0.7, 0.6]
+CPU = LatencyCurve(prior={1: 1.0, 2: 1.1, 3: 1.2, 4: 1.3, 5: 1.5})
+
+
+def test_best_subtree_takes_likely_deep_nodes_before_unlikely_shallow_ones():
+    assert best_subtree(TREE, PROBS, CPU) == [0, 2, 3]
+    assert best_subtree(TREE, PROBS, FLAT) == [0, 1, 2, 3]
+    assert best_subtree(TREE, PROBS, STEEP) == []
+
+
+def test_best_subtree_never_keeps_a_node_without_its_parent():
+    # the child looks likelier than its parent (noisy estimates): it still comes after it
+    kept = best_subtree([-1, 0, -1], [0.2, 0.95, 0.5], CPU)
+    assert all(parent in kept or parent == -1 for parent in ([-1, 0, -1][k] for k in kept))
+    assert kept == [0, 1, 2]
+
+
+def test_budget_after_charges_marginal_cost():
+    budget = Budget(10, CPU)
+    rest = budget.after(2)
+    assert rest.max_tokens == 8
+    # one more token on top of a 3-token forward costs cost(4) / cost(3)
+    assert rest.cost(2) == pytest.approx(1.3 / 1.2)
+    assert rest.cost(1) == pytest.approx(1.0)
+    assert budget.after(0) is budget
+
+
+def test_calibration_learns_the_ratio_of_actual_to_predicted():
+    calibration = Calibration()
+    for _ in range(200):
+        calibration.update(predicted=2.0, actual=0.5)
+    assert calibration.factor == pytest.approx(0.25, abs=0.01)
+    for _ in range(200):
+        calibration.update(predicted=0.0, actual=10.0)
+    assert calibration.factor == 2.0  # capped: one lucky patch must not blow up tree sizes

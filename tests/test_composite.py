@@ -42,3 +42,32 @@ def test_composite_is_exact(arch):
         expected, _ = run(backend, prompt, NoDrafter(), 40)
         got, _ = run(backend, prompt, drafter, 40)
         assert got == expected
+
+
+class FixedDrafter:
+    """Drafts a fixed chain and records the budget it was given."""
+
+    def __init__(self, name, tokens):
+        self.name, self.tokens, self.budgets = name, tokens, []
+
+    def reset(self, prompt_ids):
+        pass
+
+    def propose(self, history, budget):
+        self.budgets.append(budget)
+        return Draft(list(self.tokens[: budget.max_tokens]))
+
+    def observe(self, draft, result, target_logits):
+        pass
+
+
+def test_later_parts_pay_the_marginal_cost_of_a_shared_tree():
+    from decodekit.budget import Budget, LatencyCurve
+
+    first, second = FixedDrafter("a", [1, 2, 3]), FixedDrafter("b", [4, 5])
+    composite = CompositeDrafter([first, second])
+    curve = LatencyCurve(prior={1: 1.0, 4: 1.3, 8: 2.0})
+    composite.propose([0], Budget(6, curve))
+    assert first.budgets[0].max_tokens == 6 and second.budgets[0].max_tokens == 3
+    assert second.budgets[0].cost(1) == pytest.approx(1.0)
+    assert second.budgets[0].cost(3) == pytest.approx(curve(6) / curve(4))

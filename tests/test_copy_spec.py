@@ -27,8 +27,8 @@ def test_gram_index_matches_a_scan():
 @pytest.mark.parametrize(
     "tokens, ends, expected",
     [
-        ([7, 1, 2, 9, 1, 2, 5, 9, 1, 2], [3, 6], 6),  # "9 1 2" beats "7 1 2"
-        ([5, 1, 2, 6, 1, 2, 8, 1, 2], [3, 6], 6),  # equal spans: the most recent
+        ([7, 1, 2, 9, 1, 2, 5, 9, 1, 2], [3, 6], (6, 3)),  # "9 1 2" beats "7 1 2"
+        ([5, 1, 2, 6, 1, 2, 8, 1, 2], [3, 6], (6, 2)),  # equal spans: the most recent
         ([1, 2, 3], [3], None),  # only the current end itself
     ],
 )

@@ -41,6 +41,22 @@ def test_verification_branch_uses_the_pool():
     assert draft.parents == [-1, 0, -1, 2, -1, 4]
 
 
+def test_cpu_budget_verifies_only_what_pays():
+    drafter = LookaheadDrafter(window=4, ngram=3, guesses=2)
+    drafter.pool[7] = [(8, 9), (5, 6)]
+    for _ in range(50):  # window guesses never accepted, n-gram guesses always
+        drafter.window_estimate.update(0, 4)
+        drafter.guess_estimate.update(2, 2)
+    cpu = LatencyCurve(prior={1: 1.0, 2: 1.1, 4: 1.3, 8: 1.7, 16: 2.4})
+    draft = drafter.propose([4, 7], Budget(16, cpu))
+    # one window token (Jacobi must go on) and the two n-gram chains
+    assert draft.tokens == [7, 5, 6, 8, 9] and draft.parents == [-1, -1, 1, -1, 3]
+    assert drafter._window_nodes == [0]
+    whole = LookaheadDrafter(window=4, ngram=3, guesses=2, adaptive=False)
+    whole.pool[7] = [(8, 9), (5, 6)]
+    assert len(whole.propose([4, 7], Budget(16, cpu))) == 8
+
+
 def test_bad_options():
     with pytest.raises(DecodekitError):
         LookaheadDrafter(ngram=1)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from decodekit.budget import Budget, LatencyCurve
+from decodekit.budget import Budget, LatencyCurve, Rate
 from decodekit.drafters import NoDrafter, TokenRecyclingDrafter
 from decodekit.drafters.token_recycling import make_template
 from decodekit.sampling import SamplingConfig
@@ -40,6 +40,28 @@ def test_tree_size_follows_the_cost_curve():
     steep = LatencyCurve(prior={1: 1.0, 2: 3.0, 200: 300.0})
     assert len(drafter.propose([1], Budget(80, steep))) == 0
     assert len(drafter.propose([1], Budget(5, FLAT))) == 5
+
+
+def test_nodes_are_chosen_by_learned_value_not_template_order():
+    drafter = TokenRecyclingDrafter(widths=(2, 1, 1))  # template: two roots, one chain under each
+    drafter.adjacency = torch.arange(8).repeat(300, 1).to(torch.int32)
+    for t_index, node in enumerate(drafter.template):
+        # the rank-0 branch is always accepted, the rank-1 branch never
+        drafter.node_rates[t_index] = Rate(hits=20.0 if node.rank == 0 and _on_rank0_branch(drafter, t_index) else 0.01,
+                                           misses=0.01 if _on_rank0_branch(drafter, t_index) else 20.0)
+    cpu = LatencyCurve(prior={1: 1.0, 2: 1.1, 4: 1.3, 8: 1.7})
+    draft = drafter.propose([1], Budget(80, cpu))
+    # the whole likely chain (depth 3), none of the unlikely sibling branch
+    assert draft.tokens == [0, 0, 0] and draft.parents == [-1, 0, 1]
+
+
+def _on_rank0_branch(drafter, t_index):
+    while t_index >= 0:
+        node = drafter.template[t_index]
+        if node.parent < 0:
+            return node.rank == 0
+        t_index = node.parent
+    return False
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)

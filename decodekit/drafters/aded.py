@@ -8,8 +8,9 @@ accepted before with exploring ones that were rarely tried.
   often the model accepted it. Its score is an upper confidence bound (UCB1, as in MCTS tree
   policies): the acceptance rate, smoothed toward the tri-gram probability, plus
   c·sqrt(ln N / n) for a candidate tried n times out of N for its context.
-- The tree grows best-first by path score (product of the scores along the path), and is cut
-  to the size that maximises expected tokens per unit of forward cost (budget.py).
+- The tree grows best-first by path score (product of the scores along the path); what is
+  verified is the subtree that maximises expected tokens per unit of forward cost (budget.py),
+  judged by the plain rates (no bonus) scaled by how well past predictions matched acceptance.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from collections import Counter, defaultdict
 
 import torch
 
-from decodekit.budget import Budget, best_tree_size
+from decodekit.budget import Budget, Calibration, best_subtree
 from decodekit.errors import DecodekitError
+from decodekit.tree import subtree
 from decodekit.types import Draft, VerifyResult
 
 
@@ -39,6 +41,8 @@ class AdedDrafter:
         self.accepted: Counter = Counter()  # (a, b, x) -> times accepted
         self.context_tries: Counter = Counter()  # (a, b) -> drafted children judged there
         self._tail: list[int] = []
+        self.calibration = Calibration()  # the tri-gram rates' bias, measured on verification
+        self._predicted = 0.0
         self._contexts: list[tuple[int, int]] = []  # per draft node: its (a, b)
 
     def reset(self, prompt_ids: list[int]) -> None:
@@ -58,13 +62,18 @@ class AdedDrafter:
         total = sum(counts.values())
         return [(x, n / total) for x, n in counts.most_common(self.branching)]
 
-    def score(self, context: tuple[int, int], token: int, prior: float) -> float:
-        """UCB1 on the acceptance rate, the tri-gram probability acting as `prior_weight` pseudo-trials."""
+    def rate_and_bonus(self, context: tuple[int, int], token: int, prior: float) -> tuple[float, float]:
+        """The acceptance rate (the tri-gram probability acting as `prior_weight` pseudo-trials)
+        and UCB1's exploration bonus."""
         key = (*context, token)
         tries = self.tried[key]
         rate = (self.accepted[key] + self.prior_weight * prior) / (tries + self.prior_weight)
         bonus = self.exploration * math.sqrt(math.log(self.context_tries[context] + 1) / (tries + 1))
-        return min(1.0, rate + bonus)
+        return rate, bonus
+
+    def score(self, context: tuple[int, int], token: int, prior: float) -> float:
+        """UCB1: the acceptance rate plus the exploration bonus, capped at 1."""
+        return min(1.0, sum(self.rate_and_bonus(context, token, prior)))
 
     def propose(self, history: list[int], budget: Budget) -> Draft:
         self._tail = list(history[-2:])
@@ -72,28 +81,34 @@ class AdedDrafter:
         limit = min(self.max_nodes, budget.max_tokens)
         if limit < 1 or len(history) < 2:
             return Draft.empty()
-        tokens, parents, path_scores = [], [], []
-        frontier: list[tuple[float, int, int, tuple[int, int], int]] = []  # (-score, tiebreak, parent, context, token)
+        tokens, parents, means = [], [], []
+        # (-UCB path score, tiebreak, parent, context, token, mean path probability)
+        frontier: list[tuple[float, int, int, tuple[int, int], int, float]] = []
         counter = 0
 
-        def push(parent: int, context: tuple[int, int], parent_score: float) -> None:
+        def push(parent: int, context: tuple[int, int], parent_score: float, parent_mean: float) -> None:
             nonlocal counter
             for token, prior in self._candidates(*context):
-                score = parent_score * self.score(context, token, prior)
-                heapq.heappush(frontier, (-score, counter, parent, context, token))
+                rate, bonus = self.rate_and_bonus(context, token, prior)
+                heapq.heappush(frontier, (-parent_score * min(1.0, rate + bonus), counter, parent, context,
+                                          token, parent_mean * rate))
                 counter += 1
 
-        push(-1, (history[-2], history[-1]), 1.0)
+        push(-1, (history[-2], history[-1]), 1.0, 1.0)
         while frontier and len(tokens) < limit:
-            negative, _, parent, context, token = heapq.heappop(frontier)
+            negative, _, parent, context, token, mean = heapq.heappop(frontier)
             tokens.append(token)
             parents.append(parent)
-            path_scores.append(-negative)
+            means.append(mean)
             self._contexts.append(context)
-            push(len(tokens) - 1, (context[1], token), -negative)
-        size = best_tree_size(path_scores, budget.cost)  # best-first: every prefix is a tree
-        del self._contexts[size:]
-        return Draft(tokens=tokens[:size], parents=parents[:size]) if size else Draft.empty()
+            push(len(tokens) - 1, (context[1], token), -negative, mean)
+        # The exploration bonus picks which nodes to grow; what gets verified is sized by the
+        # plain estimates, or optimism would buy trees the CPU can't afford.
+        kept = best_subtree(parents, [self.calibration.factor * m for m in means], budget.cost)
+        self._contexts = [self._contexts[i] for i in kept]
+        self._predicted = sum(means[i] for i in kept)
+        tokens, parents = subtree(tokens, parents, kept)
+        return Draft(tokens=tokens, parents=parents) if tokens else Draft.empty()
 
     def observe(self, draft: Draft, result: VerifyResult, target_logits: torch.Tensor) -> None:
         on_path = set(result.accepted)
@@ -105,3 +120,5 @@ class AdedDrafter:
                 self.accepted[key] += node in on_path
                 self.context_tries[self._contexts[node]] += 1
         self._learn(self._tail + result.tokens)
+        if len(draft):
+            self.calibration.update(self._predicted, result.num_accepted)

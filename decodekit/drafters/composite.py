@@ -82,7 +82,12 @@ class CompositeDrafter:
             part.reset(prompt_ids)
 
     def propose(self, history: list[int], budget: Budget) -> Draft:
-        drafts = [part.propose(history, budget) for part in self.parts]
+        # Later parts see what earlier ones already drafted: on a CPU each further node must
+        # pay for its own marginal cost, or two parts sized as if alone overspend together.
+        drafts, used = [], 0
+        for part in self.parts:
+            drafts.append(part.propose(history, budget.after(used)))
+            used += len(drafts[-1])
         merged, maps = merge_drafts(drafts, budget.max_tokens)
         self._last = list(zip(drafts, maps))
         return merged if len(merged) else Draft.empty()

@@ -59,12 +59,13 @@ class GramIndex:
         return [end for end in self.ends.get(h, []) if self.tokens[end - self.gamma : end] == gram]
 
 
-def longest_span(tokens: list[int], ends: list[int], limit: int) -> int | None:
+def longest_span(tokens: list[int], ends: list[int], limit: int) -> tuple[int, int] | None:
     """Among candidate occurrence ends (earlier than the current end), the one whose match with
-    the current suffix extends furthest back; ties go to the most recent. None if no candidate.
+    the current suffix extends furthest back, as (end, match length); ties go to the most recent.
+    None if no candidate.
 
     >>> longest_span([7, 1, 2, 9, 1, 2, 5, 9, 1, 2], [3, 6], 10)
-    6
+    (6, 3)
     """
     current = len(tokens)
     best, best_length = None, -1
@@ -76,7 +77,17 @@ def longest_span(tokens: list[int], ends: list[int], limit: int) -> int | None:
             length += 1
         if length >= best_length:
             best, best_length = end, length
-    return best
+    return None if best is None else (best, best_length)
+
+
+def span_bucket(length: int) -> int:
+    """Matches are grouped by length for their acceptance estimates: a 12-token repeat predicts
+    its continuation far better than a 3-token one.
+
+    >>> [span_bucket(n) for n in (3, 5, 8, 20)]
+    [0, 1, 2, 3]
+    """
+    return 0 if length <= 3 else 1 if length <= 5 else 2 if length <= 11 else 3
 
 
 class CopySpecDrafter:
@@ -90,7 +101,8 @@ class CopySpecDrafter:
         if source not in ("all", "prompt"):
             raise DecodekitError(f"copy-spec source must be 'all' or 'prompt', got '{source}'")
         self.gamma, self.max_draft, self.source, self.adaptive = gamma, max_draft, source, adaptive
-        self.estimate = AcceptanceEstimate()
+        self.estimates = [AcceptanceEstimate() for _ in range(4)]  # by span_bucket of the match
+        self._bucket = 0
         self.index = GramIndex(gamma)
         self._prompt_len = 0
 
@@ -108,14 +120,16 @@ class CopySpecDrafter:
         ends = self.index.occurrences(history[-self.gamma :])
         if self.source == "prompt":
             ends = [e for e in ends if e < self._prompt_len]
-        end = longest_span(history, ends, limit=256)
-        if end is None:
+        found = longest_span(history, ends, limit=256)
+        if found is None:
             return Draft.empty()
+        end, length = found
+        self._bucket = span_bucket(length)
         tokens = history[end : end + limit]
         if self.adaptive:
-            tokens = self.estimate.trim(tokens, budget.cost)
+            tokens = self.estimates[self._bucket].trim(tokens, budget.cost)
         return Draft(tokens=tokens)
 
     def observe(self, draft: Draft, result: VerifyResult, target_logits) -> None:
         if len(draft):
-            self.estimate.update(result.num_accepted, len(draft))
+            self.estimates[self._bucket].update(result.num_accepted, len(draft))

@@ -22,19 +22,26 @@ from collections import OrderedDict, deque
 
 import torch
 
-from decodekit.budget import Budget
+from decodekit.budget import AcceptanceEstimate, Budget, best_subtree
 from decodekit.drafters.composite import merge_drafts
 from decodekit.errors import DecodekitError
+from decodekit.tree import subtree
 from decodekit.types import Draft, VerifyResult
 
 
 class LookaheadDrafter:
     name = "lookahead"
 
-    def __init__(self, window: int = 4, ngram: int = 3, guesses: int = 3, pool_size: int = 20000):
+    def __init__(self, window: int = 4, ngram: int = 3, guesses: int = 3, pool_size: int = 20000,
+                 adaptive: bool = True, min_window: int = 1):
         if window < 1 or ngram < 2 or guesses < 0:
             raise DecodekitError(f"lookahead needs window >= 1, ngram >= 2, guesses >= 0; got {window}, {ngram}, {guesses}")
         self.window, self.ngram, self.guesses, self.pool_size = window, ngram, guesses, pool_size
+        # adaptive: verify only the part of the tree that pays on this machine (False: all of it,
+        # as the paper does on a GPU, where W + G(N-1) extra tokens cost almost nothing).
+        self.adaptive, self.min_window = adaptive, max(1, min(min_window, window))
+        self.window_estimate, self.guess_estimate = AcceptanceEstimate(), AcceptanceEstimate()
+        self._guess_nodes: list[list[int]] = []  # merged indices of each verified n-gram guess
         # first token -> its continuations (N-1 tokens each), most recent last; persists across calls
         self.pool: OrderedDict[int, list[tuple[int, ...]]] = OrderedDict()
         self.iterates: deque[dict[int, int]] = deque(maxlen=ngram - 1)  # position -> guessed token
@@ -51,13 +58,41 @@ class LookaheadDrafter:
         # Positions the last iterate did not reach (after a long acceptance) start from a copy
         # of the token before them; Jacobi iteration refines them from there.
         window = []
-        for position in range(root + 1, root + 1 + self.window):
+        for position in range(root + 1, root + 1 + min(self.window, budget.max_tokens)):
             window.append(latest.get(position, window[-1] if window else history[-1]))
         candidates = self.pool.get(history[-1], [])[-self.guesses :] if self.guesses else []
-        chains = [Draft(tokens=window)] + [Draft(tokens=list(c)) for c in reversed(candidates)]
-        merged, maps = merge_drafts(chains, budget.max_tokens)
-        self._window_nodes = maps[0] or []
+        chains = [window] + [list(c) for c in reversed(candidates)]
+        merged, maps = merge_drafts([Draft(tokens=c) for c in chains], budget.max_tokens)
+        maps = [m for m in maps if m is not None]  # the window always fits: it is first and cut to size
+        if self.adaptive and merged.tokens:
+            merged, maps = self._worth_verifying(merged, maps, budget)
+        self._window_nodes = maps[0] if maps else []
+        self._guess_nodes = maps[1:]
         return merged if merged.tokens else Draft.empty()
+
+    def _worth_verifying(self, merged: Draft, maps: list[list[int]], budget: Budget) -> tuple[Draft, list[list[int]]]:
+        """Cut the tree to what pays on this machine (budget.py), keeping `min_window` window
+        tokens so that Jacobi iteration, the source of new n-grams, never stops."""
+        probs = [0.0] * len(merged)
+        for branch, mapping in enumerate(maps):
+            estimate = self.window_estimate if branch == 0 else self.guess_estimate
+            for depth, node in enumerate(mapping):
+                p = estimate.first.value * estimate.cont.value**depth
+                probs[node] = max(probs[node], p)
+        kept = set(best_subtree(merged.parents, probs, budget.cost)) | set(maps[0][: self.min_window])
+        kept = sorted(kept)
+        new_index = {old: new for new, old in enumerate(kept)}
+        tokens, parents = subtree(merged.tokens, merged.parents, kept)
+        # Each branch keeps its prefix that survived (a chain loses its tail, never its middle).
+        trimmed = []
+        for mapping in maps:
+            survivors = []
+            for node in mapping:
+                if node not in new_index:
+                    break
+                survivors.append(new_index[node])
+            trimmed.append(survivors)
+        return Draft(tokens=tokens, parents=parents), trimmed
 
     def observe(self, draft: Draft, result: VerifyResult, target_logits: torch.Tensor) -> None:
         best = target_logits.argmax(-1).tolist()  # [1 + len(draft)]
@@ -69,6 +104,10 @@ class LookaheadDrafter:
         # Committed positions are now known; the next iterate only guesses beyond them.
         self.iterates.append(iterate)
         self._collect_ngrams()
+        for branch, nodes in enumerate([self._window_nodes, *self._guess_nodes]):
+            if nodes:
+                estimate = self.window_estimate if branch == 0 else self.guess_estimate
+                estimate.update(_accepted_prefix(nodes, result.accepted), len(nodes))
 
     def _collect_ngrams(self) -> None:
         if len(self.iterates) < self.ngram - 1:
@@ -96,3 +135,17 @@ class LookaheadDrafter:
         self.pool.move_to_end(head)
         while len(self.pool) > self.pool_size:
             self.pool.popitem(last=False)
+
+
+def _accepted_prefix(nodes: list[int], accepted: list[int]) -> int:
+    """How many of a chain's leading nodes lie on the accepted path.
+
+    >>> _accepted_prefix([3, 4, 5], [3, 4, 9])
+    2
+    """
+    count = 0
+    for node, on_path in zip(nodes, accepted):
+        if node != on_path:
+            break
+        count += 1
+    return count

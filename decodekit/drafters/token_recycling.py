@@ -9,9 +9,10 @@ template: a template node of rank r under a parent takes the parent token's r-th
 (paper §3.2, Fig. 3).
 
 The paper's template has ~80 nodes, sized for a GPU where verifying 80 tokens costs about as
-much as verifying one. On a CPU it does not, so the tree is cut to the prefix of the template
-that maximises expected tokens per unit of forward cost, using each template node's learned
-acceptance rate and the backend's measured cost curve (budget.py).
+much as verifying one. On a CPU it does not, so only the subtree that maximises expected
+tokens per unit of forward cost is verified: nodes picked best-first by their learned
+acceptance rate (a deep node on the likeliest branch can beat a shallow sibling) against the
+backend's measured cost curve (budget.py).
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from dataclasses import dataclass
 
 import torch
 
-from decodekit.budget import Budget, Rate, best_tree_size
+from decodekit.budget import Budget, Calibration, Rate, best_subtree
 from decodekit.errors import DecodekitError
+from decodekit.tree import subtree
 from decodekit.types import Draft, VerifyResult
 
 UNKNOWN = -1
@@ -70,6 +72,8 @@ class TokenRecyclingDrafter:
             raise DecodekitError(f"the tree template uses candidate ranks beyond k={k}")
         # P(template node is on the accepted path | it was drafted); the prior fades with depth.
         self.node_rates = [Rate(hits=0.6**node.depth / (node.rank + 1), misses=1.0) for node in self.template]
+        self.calibration = Calibration()  # corrects the per-node rates' optimism (budget.py)
+        self._predicted = 0.0
         self.adjacency: torch.Tensor | None = None  # [vocab, k] int32, persists across calls
         self._root_token = UNKNOWN
         self._template_of: list[int] = []  # draft node -> template node
@@ -82,13 +86,10 @@ class TokenRecyclingDrafter:
         self._template_of = []
         if self.adjacency is None or budget.max_tokens < 1:
             return Draft.empty()
-        size = min(len(self.template), budget.max_tokens)
-        if self.adaptive:
-            size = best_tree_size([rate.value for rate in self.node_rates[:size]], budget.cost)
         tokens, parents = [], []
         draft_index = {-1: -1}  # template index -> draft index (absent: pruned)
         token_of = {-1: self._root_token}
-        for t_index, node in enumerate(self.template[:size]):
+        for t_index, node in enumerate(self.template[: budget.max_tokens]):
             if node.parent not in draft_index:
                 continue
             token = int(self.adjacency[token_of[node.parent], node.rank])
@@ -99,6 +100,12 @@ class TokenRecyclingDrafter:
             tokens.append(token)
             parents.append(draft_index[node.parent])
             self._template_of.append(t_index)
+        if self.adaptive and tokens:
+            probs = [self.node_rates[t].value for t in self._template_of]
+            kept = best_subtree(parents, [self.calibration.factor * p for p in probs], budget.cost)
+            tokens, parents = subtree(tokens, parents, kept)
+            self._template_of = [self._template_of[i] for i in kept]
+            self._predicted = sum(probs[i] for i in kept)
         return Draft(tokens=tokens, parents=parents) if tokens else Draft.empty()
 
     def observe(self, draft: Draft, result: VerifyResult, target_logits: torch.Tensor) -> None:
@@ -109,5 +116,13 @@ class TokenRecyclingDrafter:
             self.adjacency = torch.full((target_logits.shape[-1], self.k), UNKNOWN, dtype=torch.int32)
         self.adjacency[rows_tokens] = top
         accepted = set(result.accepted)
+        if len(draft):
+            self.calibration.update(self._predicted, len(result.accepted))
         for draft_node, t_index in enumerate(self._template_of):
             self.node_rates[t_index].update(int(draft_node in accepted), int(draft_node not in accepted))
+        if self.adaptive:
+            # Nodes left out drift back toward the prior, so one bad patch doesn't prune them for good.
+            drafted = set(self._template_of)
+            for t_index, rate in enumerate(self.node_rates):
+                if t_index not in drafted:
+                    rate.forget()
