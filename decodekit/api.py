@@ -53,9 +53,11 @@ class Decoder:
 
             ids = [self.user_prompt_ids(text) for text in (sample or [])]
             self.auto_choice = choose_method(self.backend, ids)
-            method = self.auto_choice.method
+            self.method = self.auto_choice.method
+            self.drafter: Drafter = self.auto_choice.drafter  # keeps what it learned on the sample
+            return
         self.method = method
-        self.drafter: Drafter = make_drafter(method, **method_options)
+        self.drafter = make_drafter(method, **method_options)
 
     def user_prompt_ids(self, text: str, system: str | None = None) -> list[int]:
         """A user's text as the model expects it: in the chat template if it has one, else raw."""

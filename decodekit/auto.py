@@ -3,7 +3,10 @@
 Which drafter pays depends on the model, the machine (a CPU's forward cost grows with the
 number of tokens, a GPU's barely does) and the text (copy-heavy tasks favour copying). So
 rather than guess, each candidate decodes the sample prompts once and the one with the best
-mean tokens/s wins; draft lengths inside each method adapt by themselves (budget.py).
+mean tokens/s wins. The budget (how many tokens each step drafts) is sized inside each method
+from this machine's measured cost curve and the acceptance it learned on the sample
+(budget.py); the winner is handed over with that learned state, so decoding starts from the
+budget that was measured, not from priors.
 """
 
 from __future__ import annotations
@@ -20,10 +23,14 @@ CANDIDATES = ["ar", "prompt-lookup", "copy-spec", "token-recycling", "copy-spec+
 class AutoChoice:
     method: str
     tokens_per_s: dict[str, float] = field(default_factory=dict)  # candidate -> measured mean
+    draft_per_step: float = 0.0  # the pick's mean drafted tokens per step: its budget in use
+    tau: float = 1.0  # the pick's mean tokens committed per step on the sample
+    drafter: object = None  # the pick's drafter, with what it learned on the sample
 
     def describe(self) -> str:
         ranked = sorted(self.tokens_per_s.items(), key=lambda kv: -kv[1])
-        return f"auto picked {self.method}: " + ", ".join(f"{m} {v:.1f} tok/s" for m, v in ranked)
+        budget = f" (drafting {self.draft_per_step:.1f} tokens/step, tau {self.tau:.2f})" if self.method != "ar" else ""
+        return f"auto picked {self.method}{budget}: " + ", ".join(f"{m} {v:.1f} tok/s" for m, v in ranked)
 
 
 def choose_method(backend, sample: list[list[int]], candidates: list[str] | None = None,
@@ -39,9 +46,15 @@ def choose_method(backend, sample: list[list[int]], candidates: list[str] | None
     for decoder in decoders.values():
         decoder.generate(prompt_ids=sample[0], max_new_tokens=8, **(sampling or {}))
     speeds: dict[str, list[float]] = {m: [] for m in candidates}
+    totals = {m: [0, 0, 0] for m in candidates}  # new tokens, steps, drafted tokens
     for ids in sample:
         for method, decoder in decoders.items():
-            result = decoder.generate(prompt_ids=ids, max_new_tokens=max_new_tokens, **(sampling or {}))
-            speeds[method].append(result.stats.tokens_per_s)
+            stats = decoder.generate(prompt_ids=ids, max_new_tokens=max_new_tokens, **(sampling or {})).stats
+            speeds[method].append(stats.tokens_per_s)
+            for i, value in enumerate((stats.new_tokens, stats.steps, stats.drafted_tokens)):
+                totals[method][i] += value
     measured = {m: mean(v) for m, v in speeds.items()}
-    return AutoChoice(max(measured, key=measured.get), measured)
+    best = max(measured, key=measured.get)
+    new_tokens, steps, drafted = totals[best]
+    return AutoChoice(best, measured, draft_per_step=drafted / max(steps, 1), tau=new_tokens / max(steps, 1),
+                      drafter=decoders[best].drafter)

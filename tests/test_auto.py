@@ -17,6 +17,7 @@ def test_decoder_auto_uses_the_pick_and_stays_exact():
     backend = tiny_backend("qwen2")
     decoder = Decoder(backend, "auto", sample=["abcabcabc", "hello hello"])
     assert isinstance(decoder.auto_choice, AutoChoice) and decoder.method == decoder.auto_choice.method
+    assert decoder.drafter is decoder.auto_choice.drafter  # the learned budget state carries over
     expected = Decoder(backend, "ar").generate("xyzxyz", max_new_tokens=20).token_ids
     assert decoder.generate("xyzxyz", max_new_tokens=20).token_ids == expected
 
@@ -27,4 +28,6 @@ def test_auto_needs_a_sample():
 
 
 def test_describe_ranks():
-    assert AutoChoice("b", {"a": 1.0, "b": 2.0}).describe() == "auto picked b: b 2.0 tok/s, a 1.0 tok/s"
+    assert AutoChoice("ar", {"ar": 2.0, "b": 1.0}).describe() == "auto picked ar: ar 2.0 tok/s, b 1.0 tok/s"
+    described = AutoChoice("b", {"a": 1.0, "b": 2.0}, draft_per_step=1.5, tau=1.25).describe()
+    assert described == "auto picked b (drafting 1.5 tokens/step, tau 1.25): b 2.0 tok/s, a 1.0 tok/s"
