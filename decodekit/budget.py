@@ -237,3 +237,9 @@ class Calibration:
     def update(self, predicted: float, actual: float) -> None:
         self.actual = self.decay * self.actual + actual
         self.predicted = self.decay * self.predicted + predicted
+
+    def forget(self, rate: float = 0.01) -> None:
+        """Drift back toward 1 while nothing is drafted: a low factor that cuts every tree
+        would otherwise never see the evidence that could raise it."""
+        self.actual += rate * (1.0 - self.actual)
+        self.predicted += rate * (1.0 - self.predicted)

@@ -98,3 +98,13 @@ def test_calibration_learns_the_ratio_of_actual_to_predicted():
     for _ in range(200):
         calibration.update(predicted=0.0, actual=10.0)
     assert calibration.factor == 2.0  # capped: one lucky patch must not blow up tree sizes
+
+
+def test_calibration_drifts_back_while_nothing_is_drafted():
+    calibration = Calibration()
+    for _ in range(200):
+        calibration.update(predicted=2.0, actual=0.0)
+    assert calibration.factor == 0.05
+    for _ in range(1000):
+        calibration.forget()
+    assert calibration.factor == pytest.approx(1.0, abs=0.05)

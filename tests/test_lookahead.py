@@ -52,6 +52,12 @@ def test_cpu_budget_verifies_only_what_pays():
     # one window token (Jacobi must go on) and the two n-gram chains
     assert draft.tokens == [7, 5, 6, 8, 9] and draft.parents == [-1, -1, 1, -1, 3]
     assert drafter._window_nodes == [0]
+    # guesses that never pay are cut, and their estimate drifts back so they get retried
+    for _ in range(50):
+        drafter.guess_estimate.update(0, 2)
+    low = drafter.guess_estimate.first.value
+    assert drafter.propose([4, 7], Budget(16, cpu)).tokens == [7]
+    assert drafter.guess_estimate.first.value > low
     whole = LookaheadDrafter(window=4, ngram=3, guesses=2, adaptive=False)
     whole.pool[7] = [(8, 9), (5, 6)]
     assert len(whole.propose([4, 7], Budget(16, cpu))) == 8

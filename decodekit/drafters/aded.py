@@ -107,6 +107,8 @@ class AdedDrafter:
         kept = best_subtree(parents, [self.calibration.factor * m for m in means], budget.cost)
         self._contexts = [self._contexts[i] for i in kept]
         self._predicted = sum(means[i] for i in kept)
+        if tokens and not kept:
+            self.calibration.forget()
         tokens, parents = subtree(tokens, parents, kept)
         return Draft(tokens=tokens, parents=parents) if tokens else Draft.empty()
 

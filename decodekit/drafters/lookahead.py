@@ -92,6 +92,12 @@ class LookaheadDrafter:
                     break
                 survivors.append(new_index[node])
             trimmed.append(survivors)
+        # A branch kind cut entirely drifts back toward its prior, or one bad patch would
+        # switch n-gram guesses off for good (nothing drafted, nothing learned).
+        if len(maps) > 1 and not any(trimmed[1:]):
+            self.guess_estimate.forget()
+        if len(trimmed[0]) <= self.min_window < len(maps[0]):
+            self.window_estimate.forget()
         return Draft(tokens=tokens, parents=parents), trimmed
 
     def observe(self, draft: Draft, result: VerifyResult, target_logits: torch.Tensor) -> None:

@@ -106,6 +106,8 @@ class TokenRecyclingDrafter:
             tokens, parents = subtree(tokens, parents, kept)
             self._template_of = [self._template_of[i] for i in kept]
             self._predicted = sum(probs[i] for i in kept)
+            if not kept:
+                self.calibration.forget()
         return Draft(tokens=tokens, parents=parents) if tokens else Draft.empty()
 
     def observe(self, draft: Draft, result: VerifyResult, target_logits: torch.Tensor) -> None:
