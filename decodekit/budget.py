@@ -229,10 +229,23 @@ class Calibration:
     actual: float = 1.0
     predicted: float = 1.0
     decay: float = 0.95
+    _pending: float = field(default=0.0, repr=False)  # predicted accepted tokens of the last selection
 
     @property
     def factor(self) -> float:
         return min(2.0, max(0.05, self.actual / self.predicted))
+
+    def select(self, parents: list[int], node_probs: list[float], cost: Callable[[int], float]) -> list[int]:
+        """best_subtree on calibrated probabilities; remembers what it predicted for `observe`."""
+        kept = best_subtree(parents, [self.factor * p for p in node_probs], cost)
+        self._pending = sum(node_probs[i] for i in kept)
+        if node_probs and not kept:
+            self.forget()
+        return kept
+
+    def observe(self, num_accepted: int) -> None:
+        """After verifying the last selection (a non-empty draft)."""
+        self.update(self._pending, num_accepted)
 
     def update(self, predicted: float, actual: float) -> None:
         self.actual = self.decay * self.actual + actual

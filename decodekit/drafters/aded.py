@@ -21,7 +21,7 @@ from collections import Counter, defaultdict
 
 import torch
 
-from decodekit.budget import Budget, Calibration, best_subtree
+from decodekit.budget import Budget, Calibration
 from decodekit.errors import DecodekitError
 from decodekit.tree import subtree
 from decodekit.types import Draft, VerifyResult
@@ -42,7 +42,6 @@ class AdedDrafter:
         self.context_tries: Counter = Counter()  # (a, b) -> drafted children judged there
         self._tail: list[int] = []
         self.calibration = Calibration()  # the tri-gram rates' bias, measured on verification
-        self._predicted = 0.0
         self._contexts: list[tuple[int, int]] = []  # per draft node: its (a, b)
 
     def reset(self, prompt_ids: list[int]) -> None:
@@ -104,11 +103,8 @@ class AdedDrafter:
             push(len(tokens) - 1, (context[1], token), -negative, mean)
         # The exploration bonus picks which nodes to grow; what gets verified is sized by the
         # plain estimates, or optimism would buy trees the CPU can't afford.
-        kept = best_subtree(parents, [self.calibration.factor * m for m in means], budget.cost)
+        kept = self.calibration.select(parents, means, budget.cost)
         self._contexts = [self._contexts[i] for i in kept]
-        self._predicted = sum(means[i] for i in kept)
-        if tokens and not kept:
-            self.calibration.forget()
         tokens, parents = subtree(tokens, parents, kept)
         return Draft(tokens=tokens, parents=parents) if tokens else Draft.empty()
 
@@ -123,4 +119,4 @@ class AdedDrafter:
                 self.context_tries[self._contexts[node]] += 1
         self._learn(self._tail + result.tokens)
         if len(draft):
-            self.calibration.update(self._predicted, result.num_accepted)
+            self.calibration.observe(result.num_accepted)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from decodekit.budget import Budget, Calibration, Rate, best_subtree
+from decodekit.budget import Budget, Calibration, Rate
 from decodekit.errors import DecodekitError
 from decodekit.tree import subtree
 from decodekit.types import Draft, VerifyResult
@@ -73,7 +73,6 @@ class TokenRecyclingDrafter:
         # P(template node is on the accepted path | it was drafted); the prior fades with depth.
         self.node_rates = [Rate(hits=0.6**node.depth / (node.rank + 1), misses=1.0) for node in self.template]
         self.calibration = Calibration()  # corrects the per-node rates' optimism (budget.py)
-        self._predicted = 0.0
         self.adjacency: torch.Tensor | None = None  # [vocab, k] int32, persists across calls
         self._root_token = UNKNOWN
         self._template_of: list[int] = []  # draft node -> template node
@@ -101,13 +100,9 @@ class TokenRecyclingDrafter:
             parents.append(draft_index[node.parent])
             self._template_of.append(t_index)
         if self.adaptive and tokens:
-            probs = [self.node_rates[t].value for t in self._template_of]
-            kept = best_subtree(parents, [self.calibration.factor * p for p in probs], budget.cost)
+            kept = self.calibration.select(parents, [self.node_rates[t].value for t in self._template_of], budget.cost)
             tokens, parents = subtree(tokens, parents, kept)
             self._template_of = [self._template_of[i] for i in kept]
-            self._predicted = sum(probs[i] for i in kept)
-            if not kept:
-                self.calibration.forget()
         return Draft(tokens=tokens, parents=parents) if tokens else Draft.empty()
 
     def observe(self, draft: Draft, result: VerifyResult, target_logits: torch.Tensor) -> None:
@@ -119,7 +114,7 @@ class TokenRecyclingDrafter:
         self.adjacency[rows_tokens] = top
         accepted = set(result.accepted)
         if len(draft):
-            self.calibration.update(self._predicted, len(result.accepted))
+            self.calibration.observe(result.num_accepted)
         for draft_node, t_index in enumerate(self._template_of):
             self.node_rates[t_index].update(int(draft_node in accepted), int(draft_node not in accepted))
         if self.adaptive:
