@@ -3,7 +3,6 @@
 import json
 import re
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
@@ -11,7 +10,6 @@ from decodekit.bench import dataset
 from decodekit.bench.dataset import MT_BENCH_SUBCATEGORIES, SPEC_BENCH_CATEGORIES, load_questions
 from decodekit.errors import DecodekitError
 
-SHARED_SPEC_BENCH = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "spec_bench" / "question.jsonl"
 
 ROWS = [
     {"question_id": 1, "category": "writing", "turns": ["a", "b"]},
@@ -112,37 +110,13 @@ def test_missing_file_and_directory(tmp_path):
         load_questions(str(tmp_path))
 
 
-def test_spec_bench_env_variable_points_at_the_file(small, monkeypatch):
-    monkeypatch.setenv("DECODEKIT_SPEC_BENCH", small)
-    assert ids(load_questions("spec-bench", per_category=1)) == [1, 3, 6]
-    monkeypatch.setenv("DECODEKIT_SPEC_BENCH", small + ".missing")
-    with pytest.raises(DecodekitError, match="DECODEKIT_SPEC_BENCH points at"):
-        load_questions("spec-bench")
+def test_spec_bench_ships_with_the_package_and_its_license():
+    path = dataset.spec_bench_path()
+    assert path.is_file() and path.parent.joinpath("LICENSE").read_text().startswith("Apache License")
+    assert "Spec-Bench" in path.parent.joinpath("README.md").read_text()
 
 
-def test_spec_bench_found_relative_to_the_current_directory(tmp_path, monkeypatch):
-    work = tmp_path / "project"
-    work.mkdir()
-    data = tmp_path / "shared" / "data" / "spec_bench"
-    data.mkdir(parents=True)
-    write_jsonl(data / "question.jsonl", ROWS[2:4])
-    monkeypatch.delenv("DECODEKIT_SPEC_BENCH", raising=False)
-    monkeypatch.chdir(work)
-    assert ids(load_questions()) == [3, "q4"]
-
-
-def test_spec_bench_not_found_says_how_to_point_at_it(tmp_path, monkeypatch):
-    monkeypatch.delenv("DECODEKIT_SPEC_BENCH", raising=False)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(dataset, "SPEC_BENCH_RELATIVE", Path("no") / "such" / "question.jsonl")
-    with pytest.raises(DecodekitError, match="DECODEKIT_SPEC_BENCH.*--dataset"):
-        load_questions("spec-bench")
-
-
-def test_the_real_spec_bench_file(monkeypatch):
-    if not SHARED_SPEC_BENCH.is_file():
-        pytest.skip(f"Spec-Bench's question.jsonl is not in the workspace ({SHARED_SPEC_BENCH})")
-    monkeypatch.delenv("DECODEKIT_SPEC_BENCH", raising=False)
+def test_the_packaged_spec_bench_file():
     questions = load_questions("spec-bench")
     assert len(questions) == 480
     assert Counter(q.category for q in questions) == {c: 80 for c in SPEC_BENCH_CATEGORIES}

@@ -6,19 +6,16 @@ divergence is accepted only where AR's top two logits tie within the benchmark's
 and only as an explained exception (DESIGN: an unexplained divergence is a bug).
 """
 
-import json
-from pathlib import Path
-
 import pytest
 
 from decodekit import Decoder
+from decodekit.bench.dataset import load_questions
 from decodekit.bench.divergence import TIE_TOLERANCE, first_divergence, top2_gap
 from decodekit.models.hf import load_backend
 from decodekit.types import Draft
 
 pytestmark = pytest.mark.slow
 
-SPEC_BENCH = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "spec_bench" / "question.jsonl"
 CATEGORIES = ["summarization", "translation", "qa", "math_reasoning", "rag"]
 
 
@@ -28,10 +25,9 @@ def backend():
 
 
 def spec_bench_prompts() -> list[str]:
-    if not SPEC_BENCH.is_file():
-        pytest.fail(f"Spec-Bench prompts not found at {SPEC_BENCH} (the workspace's shared/data)")
-    questions = [json.loads(line) for line in SPEC_BENCH.read_text().splitlines()]
-    return [next(q["turns"][0] for q in questions if q["category"] == c) for c in CATEGORIES]
+    """The first question of each one-turn category, from the Spec-Bench copy the package ships."""
+    questions = load_questions(categories=CATEGORIES, per_category=1)
+    return [q.turns[0] for q in questions]
 
 
 @pytest.fixture(scope="module")

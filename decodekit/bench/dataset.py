@@ -9,8 +9,8 @@ original kept as `subcategory`. A sub-category can still be asked for by name
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 from decodekit.errors import DecodekitError
@@ -18,9 +18,8 @@ from decodekit.errors import DecodekitError
 MT_BENCH = "mt_bench"
 MT_BENCH_SUBCATEGORIES = ("writing", "roleplay", "reasoning", "math", "coding", "extraction", "stem", "humanities")
 SPEC_BENCH_CATEGORIES = (MT_BENCH, "translation", "summarization", "qa", "math_reasoning", "rag")
-SPEC_BENCH_ENV = "DECODEKIT_SPEC_BENCH"
-# Where the workspace keeps shared data: beside the project, i.e. ../shared from its root.
-SPEC_BENCH_RELATIVE = Path("..") / "shared" / "data" / "spec_bench" / "question.jsonl"
+# Spec-Bench's questions ship inside the package (Apache-2.0; see data/spec_bench/README.md).
+SPEC_BENCH = "spec-bench"
 
 
 @dataclass
@@ -32,32 +31,17 @@ class Question:
 
 
 def spec_bench_path() -> Path:
-    """Spec-Bench's questions: $DECODEKIT_SPEC_BENCH, else ../shared/data from here or the project."""
-    if os.environ.get(SPEC_BENCH_ENV):
-        path = Path(os.environ[SPEC_BENCH_ENV])
-        if not path.is_file():
-            raise DecodekitError(f"{SPEC_BENCH_ENV} points at {path}, which is not a file")
-        return path
-    candidates = [Path.cwd() / SPEC_BENCH_RELATIVE]
-    project_root = Path(__file__).resolve().parents[2]
-    # Only a source checkout has a project root; an installed package sits in site-packages.
-    if (project_root / "pyproject.toml").is_file():
-        candidates.append(project_root / SPEC_BENCH_RELATIVE)
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate.resolve()
-    searched = ", ".join(str(c.resolve()) for c in candidates)
-    raise DecodekitError(f"Spec-Bench's question.jsonl was not found (looked in {searched}): "
-                         f"set {SPEC_BENCH_ENV} to its path, or pass --dataset FILE.jsonl")
+    """The packaged copy of Spec-Bench's question.jsonl: present wherever decodekit is installed."""
+    return Path(str(resources.files("decodekit.bench") / "data" / "spec_bench" / "question.jsonl"))
 
 
-def load_questions(source: str = "spec-bench", categories: list[str] | None = None,
+def load_questions(source: str = SPEC_BENCH, categories: list[str] | None = None,
                    per_category: int | None = None) -> list[Question]:
     """Questions in file order; `categories` filters (categories or MT-bench sub-categories);
     `per_category` keeps the first N of each requested name (of each category when none is)."""
     if per_category is not None and per_category < 1:
         raise DecodekitError(f"questions per category must be >= 1, got {per_category}")
-    path = spec_bench_path() if source == "spec-bench" else Path(source)
+    path = spec_bench_path() if source == SPEC_BENCH else Path(source)
     questions = read_questions(path)
     wanted = list(dict.fromkeys(c.strip() for c in categories or [] if c.strip()))
     if wanted:
