@@ -10,15 +10,19 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Unpack
 
+from decodekit.auto import AutoChoice, choose_method
+from decodekit.backend import Backend
 from decodekit.detok import IncrementalDecoder, StopStringFilter
 from decodekit.drafters import make_drafter
 from decodekit.drafters.base import Drafter
 from decodekit.errors import DecodekitError
 from decodekit.loop import decode
-from decodekit.models.hf import HFBackend, load_backend
+from decodekit.models.hf import load_backend
 from decodekit.models.zoo import DEFAULT_MODEL
-from decodekit.sampling import SamplingConfig
+from decodekit.prompts import check_prompt_ids, conversation_ids, user_turn
+from decodekit.settings import GenerateOptions, GenerationSettings
 from decodekit.types import GenerationResult, GenerationStats, Step
 from decodekit.verify import SeededRandomness
 
@@ -40,67 +44,66 @@ class Decoder:
         decoder.generate("Repeat after me: a b c d", max_new_tokens=32).text
     """
 
-    def __init__(self, model: str | HFBackend = DEFAULT_MODEL, method: str = "ar", *,
-                 dtype: str = "fp32", threads: int | None = None, sample: list[str] | None = None,
-                 **method_options):
+    def __init__(self, model: str | Backend = DEFAULT_MODEL, method: str = "ar", *,
+                 dtype: str = "fp32", threads: int | None = None, device: str | None = None,
+                 sample: list[str] | None = None, **method_options):
         """`method="auto"` measures the candidate methods on `sample` (prompts like the ones
         you will send; chat models get the chat template) and keeps the fastest: see
         `auto_choice` for what it picked and why."""
-        self.backend = model if isinstance(model, HFBackend) else load_backend(model, dtype=dtype, threads=threads)
-        self.auto_choice = None
+        self.backend: Backend = (load_backend(model, dtype=dtype, threads=threads, device=device)
+                                 if isinstance(model, str) else model)
+        self.auto_choice: AutoChoice | None = None
+        self.drafter: Drafter
         if method == "auto":
-            from decodekit.auto import choose_method
-
-            ids = [self.user_prompt_ids(text) for text in (sample or [])]
-            self.auto_choice = choose_method(self.backend, ids)
+            if method_options:
+                raise DecodekitError("method='auto' takes no method options: it picks the method and its options")
+            self.auto_choice = choose_method(self.backend, [self.user_prompt_ids(text) for text in (sample or [])])
             self.method = self.auto_choice.method
-            self.drafter: Drafter = self.auto_choice.drafter  # keeps what it learned on the sample
+            self.drafter = self.auto_choice.drafter  # keeps what it learned on the sample
             return
         self.method = method
         self.drafter = make_drafter(method, **method_options)
 
     def user_prompt_ids(self, text: str, system: str | None = None) -> list[int]:
-        """A user's text as the model expects it: in the chat template if it has one, else raw."""
-        if not self.backend.has_chat_template:
-            return self.prompt_ids(text)
-        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": text}]
-        return self.prompt_ids(messages=messages)
+        """A user's text as the model expects it: in its chat template, or a plain transcript
+        for a base model (the format `decodekit bench` uses too)."""
+        return self.prompt_ids(messages=user_turn(_text(text, "the prompt"), system))
 
     def prompt_ids(self, prompt: str | None = None, messages: list[dict] | None = None) -> list[int]:
+        """Raw `prompt` text, or `messages` in the model's conversation format, as checked ids."""
         if (prompt is None) == (messages is None):
             raise DecodekitError("pass exactly one of prompt= or messages=")
         if messages is not None:
-            if not messages or not all(isinstance(m, dict) and "role" in m and "content" in m for m in messages):
-                raise DecodekitError("messages must be a non-empty list of {'role': ..., 'content': ...} dicts")
-            ids = self.backend.apply_chat_template(messages)
+            ids = conversation_ids(self.backend, messages)
         else:
-            if not prompt:
-                raise DecodekitError("the prompt is empty")
-            ids = self.backend.encode(prompt)
-        if len(ids) >= self.backend.context_length:
-            raise DecodekitError(
-                f"the prompt is {len(ids)} tokens, but {self.backend.name} has a context of "
-                f"{self.backend.context_length}: shorten it to leave room for the answer"
-            )
-        return ids
+            ids = self.backend.encode(_text(prompt, "the prompt"))
+        return check_prompt_ids(ids, self.backend)
+
+    def _resolve_ids(self, prompt: str | None, messages: list[dict] | None, prompt_ids: list[int] | None) -> list[int]:
+        if prompt_ids is None:
+            return self.prompt_ids(prompt, messages)
+        if prompt is not None or messages is not None:
+            raise DecodekitError("pass only one of prompt=, messages= or prompt_ids=")
+        return check_prompt_ids(prompt_ids, self.backend)
 
     def stream_chunks(self, prompt: str | None = None, *, messages: list[dict] | None = None,
-                      prompt_ids: list[int] | None = None, max_new_tokens: int = 256,
-                      stop: list[str] | None = None, seed: int | None = None,
-                      stats: GenerationStats | None = None, token_ids: list[int] | None = None,
-                      **sampling) -> Iterator[Chunk]:
+                      prompt_ids: list[int] | None = None, stats: GenerationStats | None = None,
+                      token_ids: list[int] | None = None, **options: Unpack[GenerateOptions]) -> Iterator[Chunk]:
         """The streaming core: yields text per step; fills `stats` and `token_ids` if given."""
-        if max_new_tokens < 1:
-            raise DecodekitError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-        config = SamplingConfig(**sampling)
-        ids = prompt_ids if prompt_ids is not None else self.prompt_ids(prompt, messages)
-        stats = stats if stats is not None else GenerationStats()
-        token_ids = token_ids if token_ids is not None else []
+        settings = GenerationSettings.from_options(options)
+        ids = self._resolve_ids(prompt, messages, prompt_ids)
+        return self._chunks(ids, settings, stats if stats is not None else GenerationStats(),
+                            token_ids if token_ids is not None else [])
+
+    def _chunks(self, ids: list[int], settings: GenerationSettings, stats: GenerationStats,
+                token_ids: list[int]) -> Iterator[Chunk]:
         stats.prompt_tokens = len(ids)
-        detok = IncrementalDecoder(self.backend.tokenizer)
-        stops = StopStringFilter(stop or [])
+        detok = IncrementalDecoder(self.backend.decode)
+        stops = StopStringFilter(list(settings.stop))
         start = time.perf_counter()
-        steps = decode(self.backend, ids, self.drafter, config, SeededRandomness(seed), max_new_tokens)
+        steps = decode(self.backend, ids, self.drafter, settings.sampling, SeededRandomness(settings.seed),
+                       settings.max_new_tokens)
+        stats.stop_reason = "interrupted"  # until the loop or a stop string says otherwise
         try:
             for step in steps:
                 token_ids.extend(step.tokens)
@@ -111,6 +114,7 @@ class Decoder:
                     stats.stop_reason = "stop"
                     yield Chunk(text, step)
                     return
+                stats.stop_reason = step.stop_reason or stats.stop_reason
                 yield Chunk(text, step)
             tail = stops.push(detok.flush()) + stops.flush()
             if tail:
@@ -118,35 +122,32 @@ class Decoder:
         finally:
             steps.close()
             stats.wall_s = time.perf_counter() - start
-            if not stats.stop_reason:
-                stats.stop_reason = _stop_reason(token_ids, self.backend, len(ids), max_new_tokens)
 
-    def stream(self, prompt: str | None = None, **kwargs) -> Iterator[str]:
-        for chunk in self.stream_chunks(prompt, **kwargs):
+    def stream(self, prompt: str | None = None, *, messages: list[dict] | None = None,
+               prompt_ids: list[int] | None = None, **options: Unpack[GenerateOptions]) -> Iterator[str]:
+        for chunk in self.stream_chunks(prompt, messages=messages, prompt_ids=prompt_ids, **options):
             if chunk.text:
                 yield chunk.text
 
     def generate(self, prompt: str | None = None, *, messages: list[dict] | None = None,
-                 prompt_ids: list[int] | None = None, **kwargs) -> GenerationResult:
+                 prompt_ids: list[int] | None = None, **options: Unpack[GenerateOptions]) -> GenerationResult:
         """Run to the end; returns the text, the generated ids and the stats."""
-        ids = prompt_ids if prompt_ids is not None else self.prompt_ids(prompt, messages)
+        settings = GenerationSettings.from_options(options)
+        ids = self._resolve_ids(prompt, messages, prompt_ids)
         stats, token_ids = GenerationStats(), []
-        chunks = self.stream_chunks(prompt_ids=ids, stats=stats, token_ids=token_ids, **kwargs)
-        text = "".join(chunk.text for chunk in chunks)
+        text = "".join(chunk.text for chunk in self._chunks(ids, settings, stats, token_ids))
         return GenerationResult(text=text, token_ids=token_ids, prompt_ids=ids, stats=stats)
 
 
-def _stop_reason(token_ids: list[int], backend: HFBackend, prompt_len: int, max_new_tokens: int) -> str:
-    if token_ids and token_ids[-1] in backend.eos_token_ids:
-        return "eos"
-    if len(token_ids) >= max_new_tokens:
-        return "length"
-    if prompt_len + len(token_ids) >= backend.context_length:
-        return "context"
-    return "interrupted"
+def _text(value: object, what: str) -> str:
+    if not isinstance(value, str):
+        raise DecodekitError(f"{what} must be a string, got {type(value).__name__}")
+    if not value.strip():
+        raise DecodekitError(f"{what} is empty")
+    return value
 
 
-_BACKENDS: dict[tuple[str, str], HFBackend] = {}
+_BACKENDS: dict[tuple[str, str], Backend] = {}
 _DECODERS: dict[tuple, Decoder] = {}
 
 
@@ -160,13 +161,17 @@ def _decoder(model: str, method: str, dtype: str, method_options: dict) -> Decod
     return _DECODERS[key]
 
 
-def generate(prompt: str | None = None, *, model: str = DEFAULT_MODEL, method: str = "ar",
-             dtype: str = "fp32", method_options: dict | None = None, **kwargs) -> GenerationResult:
+def generate(prompt: str | None = None, *, model: str = DEFAULT_MODEL, method: str = "ar", dtype: str = "fp32",
+             method_options: dict | None = None, messages: list[dict] | None = None,
+             prompt_ids: list[int] | None = None, **options: Unpack[GenerateOptions]) -> GenerationResult:
     """Generate text: `decodekit.generate("Hello", method="prompt-lookup", max_new_tokens=64)`."""
-    return _decoder(model, method, dtype, method_options or {}).generate(prompt, **kwargs)
+    decoder = _decoder(model, method, dtype, method_options or {})
+    return decoder.generate(prompt, messages=messages, prompt_ids=prompt_ids, **options)
 
 
-def stream(prompt: str | None = None, *, model: str = DEFAULT_MODEL, method: str = "ar",
-           dtype: str = "fp32", method_options: dict | None = None, **kwargs) -> Iterator[str]:
+def stream(prompt: str | None = None, *, model: str = DEFAULT_MODEL, method: str = "ar", dtype: str = "fp32",
+           method_options: dict | None = None, messages: list[dict] | None = None,
+           prompt_ids: list[int] | None = None, **options: Unpack[GenerateOptions]) -> Iterator[str]:
     """Yield text chunks as they are committed."""
-    return _decoder(model, method, dtype, method_options or {}).stream(prompt, **kwargs)
+    decoder = _decoder(model, method, dtype, method_options or {})
+    return decoder.stream(prompt, messages=messages, prompt_ids=prompt_ids, **options)

@@ -20,6 +20,8 @@ import heapq
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from decodekit.tree import ROOT, children
+
 # Forward time by number of input tokens, relative to one token, measured on a 2-core EPYC with
 # SmolLM2-135M fp32 and a 600-token cache. Used until the backend has measured its own.
 DEFAULT_CPU_COST = {1: 1.0, 2: 1.13, 4: 1.25, 8: 1.55, 16: 1.8, 32: 2.4, 64: 3.7, 128: 6.0}
@@ -142,17 +144,15 @@ def best_subtree(parents: list[int], node_probs: list[float], cost: Callable[[in
     >>> best_subtree([-1, -1, 0], [0.9, 0.05, 0.6], LatencyCurve(prior={1: 1.0, 2: 1.1, 4: 1.3}))
     [0, 2]
     """
-    children: dict[int, list[int]] = {}
-    for node, parent in enumerate(parents):
-        children.setdefault(parent, []).append(node)
-    frontier = [(-node_probs[node], node) for node in children.get(-1, [])]
+    kids = children(parents)
+    frontier = [(-node_probs[node], node) for node in kids.get(ROOT, [])]
     heapq.heapify(frontier)
     order, probs = [], []
     while frontier:
         negative, node = heapq.heappop(frontier)
         order.append(node)
         probs.append(-negative)
-        for child in children.get(node, []):
+        for child in kids.get(node, []):
             # A node is never likelier than its parent: the path must get there first.
             heapq.heappush(frontier, (-min(node_probs[child], -negative), child))
     return sorted(order[: best_tree_size(probs, cost)])

@@ -3,7 +3,8 @@
 Draft budgets need cost(n) / cost(1). Decoding refines the curve online, but a first prompt
 would otherwise start from a prior measured on another machine; so the curve is measured once
 (forwards of 1..64 tokens on a cache of typical length, median of several runs) and cached
-under $DECODEKIT_HOME/latency/, keyed by model, dtype, CPU or GPU and thread count.
+under $DECODEKIT_HOME/latency/, keyed by the backend's identity (model, dtype, device,
+threads) and the CPU.
 """
 
 from __future__ import annotations
@@ -14,16 +15,25 @@ import statistics
 import time
 from pathlib import Path
 
-import torch
-
-from decodekit.bench.machine import cpu_model
+from decodekit.backend import Backend
 from decodekit.budget import LatencyCurve
+from decodekit.machine import cpu_model
+from decodekit.paths import home
 from decodekit.types import Draft
 
 SIZES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
 
 
-def measure_curve(backend, context: int = 512, repeats: int = 5, sizes=SIZES) -> dict[int, float]:
+def timed_forward(backend: Backend, pending: list[int], draft: Draft, cache) -> float:
+    """Seconds for one forward, device work included (a GPU forward returns at launch)."""
+    backend.synchronize()
+    start = time.perf_counter()
+    backend.forward(pending, draft, cache)
+    backend.synchronize()
+    return time.perf_counter() - start
+
+
+def measure_curve(backend: Backend, context: int = 512, repeats: int = 5, sizes=SIZES) -> dict[int, float]:
     """Relative forward cost {n: median time(n) / median time(1)} on a `context`-token cache."""
     context = max(1, min(context, backend.context_length - max(sizes) - 1))
     cache = backend.new_cache()
@@ -33,9 +43,7 @@ def measure_curve(backend, context: int = 512, repeats: int = 5, sizes=SIZES) ->
     for n in sizes:
         times = []
         for _ in range(repeats + 1):  # the first run of each size warms up
-            start = time.perf_counter()
-            backend.forward([filler[-1]], Draft(tokens=filler[: n - 1]), cache)
-            times.append(time.perf_counter() - start)
+            times.append(timed_forward(backend, [filler[-1]], Draft(tokens=filler[: n - 1]), cache))
             cache.crop(context)
         seconds[n] = statistics.median(times[1:])
     return monotone({n: s / seconds[1] for n, s in seconds.items()})
@@ -55,19 +63,16 @@ def monotone(points: dict[int, float]) -> dict[int, float]:
     return result
 
 
-def cache_key(backend) -> str:
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else cpu_model()
-    raw = f"{backend.name}|{backend.model.config.model_type}|{backend.dtype}|{device}|{torch.get_num_threads()}"
+def cache_key(backend: Backend) -> str:
+    raw = f"{backend.identity}|{cpu_model()}"
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
-def curve_path(backend) -> Path:
-    from decodekit.models.zoo import home
-
+def curve_path(backend: Backend) -> Path:
     return home() / "latency" / f"{cache_key(backend)}.json"
 
 
-def load_or_measure(backend, measure_if_missing: bool = True) -> LatencyCurve:
+def load_or_measure(backend: Backend, measure_if_missing: bool = True) -> LatencyCurve:
     """The cached curve for this model and machine; measured and cached when missing."""
     path = curve_path(backend)
     if path.is_file():
@@ -80,5 +85,5 @@ def load_or_measure(backend, measure_if_missing: bool = True) -> LatencyCurve:
         return LatencyCurve()
     points = measure_curve(backend)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"model": backend.name, "relative_cost": points}, indent=1))
+    path.write_text(json.dumps({"model": backend.identity, "relative_cost": points}, indent=1))
     return LatencyCurve(prior=points)

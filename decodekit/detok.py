@@ -9,27 +9,27 @@ unreleased tail.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from decodekit.errors import DecodekitError
+
 REPLACEMENT = "\ufffd"
 
 
 class IncrementalDecoder:
     """Turns a growing list of token ids into text chunks that are never broken UTF-8."""
 
-    def __init__(self, tokenizer, skip_special_tokens: bool = True):
-        self.tokenizer = tokenizer
-        self.skip_special = skip_special_tokens
+    def __init__(self, decode: Callable[[list[int]], str]):
+        self.decode = decode  # ids -> text, e.g. Backend.decode
         self.ids: list[int] = []
         self.prefix_start = 0  # window start: decoding from here gives stable context
         self.read_end = 0  # ids up to here have been released as text
 
-    def _decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids, skip_special_tokens=self.skip_special)
-
     def push(self, tokens: list[int]) -> str:
         """Add tokens; return the newly completed text (possibly empty)."""
         self.ids.extend(tokens)
-        released = self._decode(self.ids[self.prefix_start : self.read_end])
-        full = self._decode(self.ids[self.prefix_start :])
+        released = self.decode(self.ids[self.prefix_start : self.read_end])
+        full = self.decode(self.ids[self.prefix_start :])
         if full.endswith(REPLACEMENT) or len(full) < len(released):
             return ""  # an incomplete character: wait for its remaining bytes
         self.prefix_start, self.read_end = self.read_end, len(self.ids)
@@ -37,8 +37,8 @@ class IncrementalDecoder:
 
     def flush(self) -> str:
         """Release whatever is left (at the end of generation), even a broken character."""
-        released = self._decode(self.ids[self.prefix_start : self.read_end])
-        full = self._decode(self.ids[self.prefix_start :])
+        released = self.decode(self.ids[self.prefix_start : self.read_end])
+        full = self.decode(self.ids[self.prefix_start :])
         self.prefix_start = self.read_end = len(self.ids)
         return full[len(released) :]
 
@@ -48,7 +48,7 @@ class StopStringFilter:
 
     def __init__(self, stop: list[str]):
         if any(not s for s in stop):
-            raise ValueError("stop strings must be non-empty")
+            raise DecodekitError("stop strings must be non-empty")
         self.stop = stop
         self.held = ""
         self.stopped = False

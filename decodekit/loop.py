@@ -8,6 +8,8 @@ that it is the single token the previous step produced::
     forward([*pending, *draft])  ->  logits for the last pending token and every draft node
     verify                       ->  accepted draft nodes + the model's own next token
     commit                       ->  cache keeps pending + accepted; the new token is pending
+
+The last Step says why the loop stopped (EOS, the token budget, or a full context).
 """
 
 from __future__ import annotations
@@ -15,16 +17,16 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
+from decodekit.backend import Backend
 from decodekit.budget import Budget
 from decodekit.drafters.base import Drafter
-from decodekit.models.hf import HFBackend
 from decodekit.sampling import SamplingConfig
-from decodekit.types import Step, VerifyResult
+from decodekit.types import Step, StopReason
 from decodekit.verify import Randomness, verify
 
 
 def decode(
-    backend: HFBackend,
+    backend: Backend,
     prompt_ids: list[int],
     drafter: Drafter,
     sampling: SamplingConfig,
@@ -33,6 +35,7 @@ def decode(
 ) -> Iterator[Step]:
     """Yield one Step per verification until EOS, max_new_tokens or the context is full.
 
+    The prompt must be non-empty and leave room for one token (api.py checks user input).
     The consumer may stop early (stop strings): closing the generator ends the loop.
     """
     cache = backend.new_cache()
@@ -40,34 +43,51 @@ def decode(
     pending = list(prompt_ids)
     produced = 0
     drafter.reset(prompt_ids)
-    # A step feeds history[len(cache):] + draft, so the context must have room for all of it.
-    while produced < max_new_tokens and len(history) < backend.context_length:
-        t0 = time.perf_counter()
-        room = min(max_new_tokens - produced - 1, backend.context_length - len(history))
+    while True:
+        t0 = _clock(backend)
+        # A step feeds history[len(cache):] + draft, so the context must have room for all of it.
+        room = min(max_new_tokens - produced - 1, backend.context_length - len(history) - 1)
         # Asked even when nothing fits (room 0), so drafters always observe what they proposed.
         draft = drafter.propose(history, Budget(room, backend.latency))
-        t1 = time.perf_counter()
+        t1 = _clock(backend)
         target_logits = backend.forward(pending, draft, cache)  # [1 + len(draft), vocab]
-        t2 = time.perf_counter()
+        t2 = _clock(backend)
         if len(pending) == 1:  # prefills would distort the per-size decode cost
             backend.latency.record(1 + len(draft), t2 - t1)
         result = verify(draft, target_logits, sampling, rng, position=len(history))
         cache.keep(len(cache) - len(draft), result.accepted)
         drafter.observe(draft, result, target_logits)
-        tokens = _cut(result, backend.eos_token_ids, max_new_tokens - produced)
+        tokens = _cut(result.tokens, backend.eos_token_ids, max_new_tokens - produced)
         history.extend(tokens)
         produced += len(tokens)
         pending = tokens[-1:]
-        t3 = time.perf_counter()
-        yield Step(tokens, len(draft), result.num_accepted, t1 - t0, t2 - t1, t3 - t2)
-        if tokens[-1] in backend.eos_token_ids:
+        stop = _stop_reason(tokens, backend, produced, max_new_tokens, len(history))
+        yield Step(tokens, len(draft), result.num_accepted, t1 - t0, t2 - t1, time.perf_counter() - t2, stop)
+        if stop is not None:
             return
 
 
-def _cut(result: VerifyResult, eos_ids: set[int], budget: int) -> list[int]:
+def _clock(backend: Backend) -> float:
+    """Read the clock once queued device work is done: a GPU forward returns at launch."""
+    backend.synchronize()
+    return time.perf_counter()
+
+
+def _cut(tokens: list[int], eos_ids: set[int], budget: int) -> list[int]:
     """The committed tokens, ending at the first EOS and within the token budget."""
-    tokens = result.tokens[:budget]
+    tokens = tokens[:budget]
     for i, token in enumerate(tokens):
         if token in eos_ids:
             return tokens[: i + 1]
     return tokens
+
+
+def _stop_reason(tokens: list[int], backend: Backend, produced: int, max_new_tokens: int,
+                 length: int) -> StopReason | None:
+    if tokens[-1] in backend.eos_token_ids:
+        return "eos"
+    if produced >= max_new_tokens:
+        return "length"
+    if length >= backend.context_length:
+        return "context"
+    return None

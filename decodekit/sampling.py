@@ -27,8 +27,13 @@ class SamplingConfig:
     typical_p: float = 1.0  # 1.0: off
 
     def __post_init__(self):
-        _check(math.isfinite(self.temperature) and self.temperature >= 0,
-               f"temperature must be >= 0, got {self.temperature}")
+        for name in ("temperature", "top_p", "min_p", "typical_p"):
+            value = getattr(self, name)
+            _check(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
+                   f"{name} must be a finite number, got {value!r}")
+        _check(isinstance(self.top_k, int) and not isinstance(self.top_k, bool),
+               f"top_k must be an integer (0 = off), got {self.top_k!r}")
+        _check(self.temperature >= 0, f"temperature must be >= 0, got {self.temperature}")
         _check(self.top_k >= 0, f"top_k must be >= 0 (0 = off), got {self.top_k}")
         _check(0 < self.top_p <= 1, f"top_p must be in (0, 1], got {self.top_p}")
         _check(0 <= self.min_p < 1, f"min_p must be in [0, 1), got {self.min_p}")

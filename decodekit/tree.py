@@ -1,7 +1,9 @@
-"""Pure helpers for draft trees: depths (for position ids) and ancestor masks (for attention).
+"""Pure helpers for draft trees, in one place: the parents-first check, children lists, depths
+(for position ids), ancestor masks (for attention), renumbered subtrees, and which logits row
+belongs to which node.
 
-A tree is given by parent indices, parents first, -1 meaning "child of the last committed
-token" (see types.Draft). For tokens [a, b, c, d] with parents [-1, 0, 0, -1]::
+A tree is given by parent indices, parents first, ROOT (-1) meaning "child of the last
+committed token" (see types.Draft). For tokens [a, b, c, d] with parents [-1, 0, 0, -1]::
 
     root ─┬─ a ─┬─ b        depth:  a=1 b=2 c=2 d=1
           │     └─ c        each row may see itself and its ancestors:
@@ -16,6 +18,34 @@ from __future__ import annotations
 
 import torch
 
+ROOT = -1
+
+
+def check_parents_first(parents: list[int]) -> None:
+    """Every node's parent is the root or an earlier node.
+
+    >>> check_parents_first([-1, 0, 2])
+    Traceback (most recent call last):
+    ...
+    ValueError: tree node 2 lists parent 2: parents must come first
+    """
+    for node, parent in enumerate(parents):
+        if not ROOT <= parent < node:
+            raise ValueError(f"tree node {node} lists parent {parent}: parents must come first")
+
+
+def children(parents: list[int]) -> dict[int, list[int]]:
+    """Each node's children (ROOT's too), in draft order; leaves are absent.
+
+    >>> children([-1, 0, -1])
+    {-1: [0, 2], 0: [1]}
+    """
+    check_parents_first(parents)
+    result: dict[int, list[int]] = {}
+    for node, parent in enumerate(parents):
+        result.setdefault(parent, []).append(node)
+    return result
+
 
 def depths(parents: list[int]) -> list[int]:
     """Distance of each node from the root (children of the root have depth 1).
@@ -23,22 +53,20 @@ def depths(parents: list[int]) -> list[int]:
     >>> depths([-1, 0, 0, -1, 3])
     [1, 2, 2, 1, 2]
     """
+    check_parents_first(parents)
     result: list[int] = []
-    for node, parent in enumerate(parents):
-        if parent >= node:
-            raise ValueError(f"tree node {node} lists parent {parent}: parents must come first")
-        result.append(1 if parent < 0 else result[parent] + 1)
+    for parent in parents:
+        result.append(1 if parent == ROOT else result[parent] + 1)
     return result
 
 
 def ancestor_mask(parents: list[int]) -> torch.Tensor:
     """[n, n] bool: entry (i, j) is True when node j is node i or one of its ancestors."""
+    check_parents_first(parents)
     n = len(parents)
     mask = torch.zeros(n, n, dtype=torch.bool)
     for node, parent in enumerate(parents):
-        if parent >= node:
-            raise ValueError(f"tree node {node} lists parent {parent}: parents must come first")
-        if parent >= 0:
+        if parent != ROOT:
             mask[node] = mask[parent]
         mask[node, node] = True
     return mask
@@ -50,7 +78,7 @@ def subtree(tokens: list[int], parents: list[int], kept: list[int]) -> tuple[lis
     >>> subtree([5, 6, 7, 8], [-1, 0, -1, 1], [0, 1, 3])
     ([5, 6, 8], [-1, 0, 1])
     """
-    new_index = {-1: -1}
+    new_index = {ROOT: ROOT}
     new_tokens, new_parents = [], []
     for node in kept:
         if parents[node] not in new_index:
@@ -59,3 +87,11 @@ def subtree(tokens: list[int], parents: list[int], kept: list[int]) -> tuple[lis
         new_tokens.append(tokens[node])
         new_parents.append(new_index[parents[node]])
     return new_tokens, new_parents
+
+
+def logits_row(node: int) -> int:
+    """Row of the target logits that predicts what follows `node`.
+
+    Row 0 is the prediction after the last committed token (ROOT); row 1 + i after draft node i.
+    """
+    return node + 1

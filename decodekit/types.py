@@ -10,8 +10,11 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
+
+from decodekit.tree import check_parents_first
 
 
 @dataclass
@@ -34,8 +37,10 @@ class Draft:
     draft_probs: torch.Tensor | None = None
 
     def __post_init__(self):
-        if self.parents is not None and len(self.parents) != len(self.tokens):
-            raise ValueError(f"draft has {len(self.tokens)} tokens but {len(self.parents)} parents")
+        if self.parents is not None:
+            if len(self.parents) != len(self.tokens):
+                raise ValueError(f"draft has {len(self.tokens)} tokens but {len(self.parents)} parents")
+            check_parents_first(self.parents)
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -51,13 +56,6 @@ class Draft:
     @classmethod
     def empty(cls) -> "Draft":
         return cls()
-
-    @classmethod
-    def make_dummy(cls, length: int = 3, vocab: int = 8, tree: bool = False) -> "Draft":
-        """A small valid draft for tests: tokens 1..length, a chain or a two-branch tree."""
-        tokens = [(i % (vocab - 1)) + 1 for i in range(length)]
-        parents = [-1] + [0] * (length - 1) if tree else None
-        return cls(tokens=tokens, parents=parents)
 
 
 @dataclass
@@ -76,6 +74,11 @@ class VerifyResult:
         return len(self.accepted)
 
 
+# Why generation ended: the loop gives the first three; consumers add "stop" (a stop string
+# was produced) and "interrupted" (the consumer stopped reading).
+StopReason = Literal["eos", "length", "context", "stop", "interrupted"]
+
+
 @dataclass
 class Step:
     """One iteration of the decode loop, as yielded to consumers."""
@@ -86,6 +89,7 @@ class Step:
     draft_s: float
     forward_s: float
     other_s: float
+    stop_reason: StopReason | None = None  # set on the loop's last step
 
 
 @dataclass
@@ -102,7 +106,7 @@ class GenerationStats:
     # tokens committed per step -> how many steps committed that many (an AR step commits 1)
     accepted_hist: dict[int, int] = field(default_factory=dict)
     drafted_tokens: int = 0
-    stop_reason: str = ""
+    stop_reason: StopReason | None = None
 
     @property
     def tokens_per_s(self) -> float:

@@ -2,6 +2,7 @@ import pytest
 
 from decodekit import Decoder, DecodekitError
 from decodekit.auto import AutoChoice, choose_method
+from decodekit.drafters import NoDrafter
 from tiny import tiny_backend
 
 
@@ -28,6 +29,6 @@ def test_auto_needs_a_sample():
 
 
 def test_describe_ranks():
-    assert AutoChoice("ar", {"ar": 2.0, "b": 1.0}).describe() == "auto picked ar: ar 2.0 tok/s, b 1.0 tok/s"
-    described = AutoChoice("b", {"a": 1.0, "b": 2.0}, draft_per_step=1.5, tau=1.25).describe()
+    assert AutoChoice("ar", NoDrafter(), {"ar": 2.0, "b": 1.0}).describe() == "auto picked ar: ar 2.0 tok/s, b 1.0 tok/s"
+    described = AutoChoice("b", NoDrafter(), {"a": 1.0, "b": 2.0}, draft_per_step=1.5, tau=1.25).describe()
     assert described == "auto picked b (drafting 1.5 tokens/step, tau 1.25): b 2.0 tok/s, a 1.0 tok/s"

@@ -7,7 +7,8 @@ from typer.testing import CliRunner
 
 from decodekit.bench.dataset import Question
 from decodekit.bench.records import TurnResult
-from decodekit.bench.runner import run_question
+from decodekit.bench.runner import MethodRunner, run_question
+from decodekit.methods import parse_method
 from decodekit.cli import app
 from tiny import byte_tokenizer, tiny_backend, tiny_model
 
@@ -60,7 +61,8 @@ def test_multi_turn_feeds_the_methods_own_answer_back():
         prompts.append(prompt_ids)
         return TurnResult(len(prompt_ids), 1, 0.1, [5], "ANSWER-ONE" if len(prompts) == 1 else "two")
 
-    record, turn_prompts = run_question(Question(7, "mt_bench", ["first?", "second?"]), "ar", fake, backend, repeats=1)
+    record, turn_prompts = run_question(Question(7, "mt_bench", ["first?", "second?"]), parse_method("ar"),
+                                        MethodRunner(fake), backend, repeats=1)
     assert len(record.turns) == 2 and turn_prompts == prompts
     second = backend.tokenizer.decode(prompts[1])
     assert "first?" in second and "ANSWER-ONE" in second and second.index("ANSWER-ONE") < second.index("second?")

@@ -121,8 +121,8 @@ def test_identical_rate_counts_only_compared_records(summary):
 
 
 def test_bugs_count_only_unexplained_divergences():
-    tie = Divergence(turn=0, position=1, ar_token=1, method_token=2, ar_top2_gap=1e-5, is_bug=False)
-    bug = Divergence(turn=0, position=1, ar_token=1, method_token=2, ar_top2_gap=0.5, is_bug=True)
+    tie = Divergence(turn=0, position=1, ar_token=1, method_token=2, logit_gap=1e-5, tolerance=1e-3, is_bug=False)
+    bug = Divergence(turn=0, position=1, ar_token=1, method_token=2, logit_gap=0.5, tolerance=1e-3, is_bug=True)
     records = [record(q, "a", "x", [turn(3, 1.0)], identical=False) for q in (1, 2, 3)]
     records[0].divergence, records[1].divergence = tie, bug
     cell = summarize(records).cell("x", "a")

@@ -5,7 +5,7 @@ from rich.console import Console
 
 from decodekit.bench import report
 from decodekit.bench.divergence import ENDED
-from decodekit.bench.machine import machine_info, peak_rss_mb
+from decodekit.machine import machine_info, peak_rss_mb
 from decodekit.bench.metrics import summarize
 from decodekit.bench.plots import plot_speedup, plot_tau_histogram
 from decodekit.bench.records import Divergence, QuestionRecord, TurnResult, read_records
@@ -29,11 +29,10 @@ def make_records():
         records.append(QuestionRecord(qid, category, "prompt-lookup", "decodekit", [turn(10, 0.5, 4, {1: 2, 4: 2})],
                                       identical_to_ar=True))
         records.append(QuestionRecord(qid, category, "hf-greedy", "hf", [turn(10, 1.25)], identical_to_ar=True))
-        records.append(QuestionRecord(qid, category, "llama-ar", "llama.cpp", [turn(10, 0.2)]))
     records[1].identical_to_ar = False  # prompt-lookup on question 1
-    records[1].divergence = Divergence(turn=0, position=5, ar_token=42, method_token=43, ar_top2_gap=3e-4, is_bug=False)
-    records[10].identical_to_ar = False  # hf-greedy on question 3
-    records[10].divergence = Divergence(turn=1, position=0, ar_token=7, method_token=ENDED, ar_top2_gap=1.5, is_bug=True)
+    records[1].divergence = Divergence(turn=0, position=5, ar_token=42, method_token=43, logit_gap=3e-4, tolerance=2e-2, is_bug=False)
+    records[8].identical_to_ar = False  # hf-greedy on question 3
+    records[8].divergence = Divergence(turn=1, position=0, ar_token=7, method_token=ENDED, logit_gap=None, tolerance=None, is_bug=True)
     return records
 
 
@@ -47,11 +46,9 @@ def test_markdown_names_the_command_machine_methods_and_categories(records):
     assert COMMAND in text
     for key, value in MACHINE.items():
         assert f"| {key} | {value} |" in text
-    for label in ["ar (decodekit, the reference)", "| prompt-lookup |", "hf-greedy (transformers generate(), plain decoding)",
-                  "llama-ar (llama.cpp — a different backend"]:
+    for label in ["ar (decodekit, the reference)", "| prompt-lookup |", "hf-greedy (transformers generate(), plain decoding)"]:
         assert label in text
     assert "| method | mt_bench | summarization | overall | mean of categories |" in text
-    assert "ran another backend" in text  # llama.cpp rows are explained, not just labelled
     assert "questions per category: mt_bench 2, summarization 1, overall 3" in text
 
 
@@ -68,9 +65,10 @@ def test_markdown_tables_hold_the_numbers(records):
 
 def test_markdown_lists_divergences_as_tie_or_bug(records):
     text = render_markdown(summarize(records), records, MACHINE, COMMAND)
-    assert "2 of the compared outputs differ from AR. 1 of these" in text
-    assert "| 1 | mt_bench | prompt-lookup | 1 | 5 | 42 | 43 | 3.00e-04 | tie (numerics) |" in text
-    assert "| 3 | summarization | hf-greedy | 2 | 0 | 7 | (ended) | 1.50e+00 | **BUG** (no tie) |" in text
+    assert "2 of the compared outputs differ from AR." in text
+    assert "1 of these divergences have a gap above the tolerance" in text
+    assert "| 1 | mt_bench | prompt-lookup | 1 | 5 | 42 | 43 | 3.00e-04 | 2.00e-02 | tie (numerics) |" in text
+    assert "| 3 | summarization | hf-greedy | 2 | 0 | 7 | (ended) | – | – | **BUG** (no tie) |" in text
 
 
 def test_markdown_without_divergences_or_comparisons(records):
@@ -90,7 +88,7 @@ def test_terminal_tables_show_every_method(records):
     console = Console(record=True, width=200)
     print_terminal(summarize(records), console)
     text = console.export_text()
-    for needle in ["prompt-lookup", "hf-greedy (hf)", "llama-ar (llama.cpp)", "mt_bench", "summarization", "2.00×", "2.50",
+    for needle in ["prompt-lookup", "hf-greedy (hf)", "mt_bench", "summarization", "2.00×", "2.50",
                    "2/3 (67%), 1 BUG"]:
         assert needle in text
 

@@ -10,7 +10,7 @@ import pytest
 
 from decodekit import Decoder
 from decodekit.bench.dataset import load_questions
-from decodekit.bench.divergence import TIE_TOLERANCE, first_divergence, top2_gap
+from decodekit.bench.divergence import first_divergence, is_bug, logit_gap, tie_tolerance
 from decodekit.models.hf import load_backend
 from decodekit.types import Draft
 
@@ -61,8 +61,10 @@ def test_method_reproduces_greedy_on_spec_bench(backend, greedy_reference, metho
             identical += 1
             continue
         logits = backend.forward(ids + expected[:position], Draft.empty(), backend.new_cache())
-        gap = top2_gap(logits[0])
-        assert gap <= TIE_TOLERANCE, f"{method} diverged at token {position} where AR's top-2 gap is {gap:.2e}: a bug"
+        gap = logit_gap(logits[0], expected[position], got[position])
+        tolerance = tie_tolerance(logits[0], backend.dtype_name)
+        assert not is_bug(gap, tolerance), (f"{method} diverged at token {position} where AR's logits for the two "
+                                            f"tokens differ by {gap:.2e} (tie tolerance {tolerance:.2e}): a bug")
     assert identical >= len(greedy_reference) - 1  # at most one explained tie in five
 
 

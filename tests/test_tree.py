@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from decodekit.cache import KVCache
+from decodekit.models.hf import HFCache as KVCache
 from decodekit.tree import ancestor_mask, depths
 from decodekit.types import Draft
 from tiny import ARCHITECTURES, tiny_backend

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from decodekit.cli.models import models_app
 from decodekit.errors import ChecksumError, DecodekitError, ModelNotFoundError
-from decodekit.models import convert, zoo
+from decodekit.models import files, zoo
 from decodekit.models.zoo import WheelFile, ZooModel
 
 CHUNKS = {"fake_part1/data/part01.bin": b"GGUF first chunk|", "fake_part2/data/part02.bin": b"second chunk"}
@@ -58,7 +58,7 @@ def fake_convert(gguf: Path, target: Path, dtype: str, marker: dict, extra_files
     (target / "tokenizer.json").write_text("{}")
     for extra in extra_files:
         (target / extra.name).write_bytes(extra.read_bytes())
-    convert.write_marker(target, {**marker, "dtype": dtype})
+    files.write_marker(target, {**marker, "dtype": dtype})
 
 
 @pytest.fixture
@@ -129,9 +129,9 @@ def test_assemble_joins_members_in_the_given_order(tmp_path):
               for i, data in enumerate([b"one ", b"two ", b"three"])]
     chunks = [(wheels[2], "p2/data/x.bin"), (wheels[0], "p0/data/x.bin"), (wheels[1], "p1/data/x.bin")]
     seen = []
-    digest = convert.assemble(chunks, tmp_path / "out.gguf", on_bytes=seen.append)
+    digest = files.assemble(chunks, tmp_path / "out.gguf", on_bytes=seen.append)
     assert (tmp_path / "out.gguf").read_bytes() == b"threeone two "
-    assert digest == hashlib.sha256(b"threeone two ").hexdigest() == convert.sha256_file(tmp_path / "out.gguf")
+    assert digest == hashlib.sha256(b"threeone two ").hexdigest() == files.sha256_file(tmp_path / "out.gguf")
     assert sum(seen) == 13
     assert not list(tmp_path.glob("*.partial"))
 
@@ -139,7 +139,7 @@ def test_assemble_joins_members_in_the_given_order(tmp_path):
 def test_assemble_names_a_missing_member_and_leaves_no_partial_file(tmp_path):
     wheel = make_wheel(tmp_path, "p", "1", {"p/data/a.bin": b"a"})
     with pytest.raises(DecodekitError, match="p/data/b.bin.*layout changed"):
-        convert.assemble([(wheel, "p/data/a.bin"), (wheel, "p/data/b.bin")], tmp_path / "out.gguf")
+        files.assemble([(wheel, "p/data/a.bin"), (wheel, "p/data/b.bin")], tmp_path / "out.gguf")
     assert not (tmp_path / "out.gguf").exists() and not (tmp_path / "out.gguf.partial").exists()
 
 
@@ -147,19 +147,19 @@ def test_sha256_is_streamed_in_blocks(tmp_path):
     data = bytes(range(256)) * 9000  # over two blocks
     (tmp_path / "big").write_bytes(data)
     sizes = []
-    assert convert.sha256_file(tmp_path / "big", on_bytes=sizes.append) == hashlib.sha256(data).hexdigest()
-    assert len(sizes) == 3 and max(sizes) == convert.BLOCK
+    assert files.sha256_file(tmp_path / "big", on_bytes=sizes.append) == hashlib.sha256(data).hexdigest()
+    assert len(sizes) == 3 and max(sizes) == files.BLOCK
 
 
 def test_checksum_mismatch_deletes_the_file(tmp_path):
     bad = tmp_path / "model.gguf"
     bad.write_bytes(b"tampered")
     with pytest.raises(ChecksumError, match="deleted"):
-        convert.verify_sha256(bad, hashlib.sha256(b"original").hexdigest())
+        files.verify_sha256(bad, hashlib.sha256(b"original").hexdigest())
     assert not bad.exists()
     good = tmp_path / "good.gguf"
     good.write_bytes(b"original")
-    convert.verify_sha256(good, hashlib.sha256(b"original").hexdigest())
+    files.verify_sha256(good, hashlib.sha256(b"original").hexdigest())
     assert good.exists()
 
 
@@ -171,7 +171,7 @@ def test_pull_downloads_joins_verifies_and_converts_once(fake_zoo, home):
     assert fake_zoo == ["fake-part1==1.0", "fake-part2==1.0", "fake-main==1.0"]
     assert json.loads((path / "config.json").read_text())["source_bytes"] == len(JOINED)
     assert (path / "LICENSE.txt").read_bytes() == LICENSE
-    marker = json.loads((path / convert.MARKER).read_text())
+    marker = json.loads((path / files.MARKER).read_text())
     assert marker["name"] == FAKE.name and marker["sha256"] == FAKE.sha256 and marker["dtype"] == "fp32"
     downloads = home / "downloads" / FAKE.name
     assert (downloads / "fake.gguf").read_bytes() == JOINED
@@ -265,7 +265,7 @@ def test_model_path_says_how_to_pull(home):
 
 def test_a_folder_without_marker_is_reported_as_corrupted(fake_zoo, home):
     path = zoo.pull(FAKE.name, progress=False)
-    (path / convert.MARKER).unlink()
+    (path / files.MARKER).unlink()
     with pytest.raises(DecodekitError, match=r"corrupted.*decodekit models pull fake-model --force") as caught:
         zoo.model_path(FAKE.name)
     assert not isinstance(caught.value, ModelNotFoundError)
@@ -275,8 +275,8 @@ def test_a_folder_without_marker_is_reported_as_corrupted(fake_zoo, home):
 @pytest.mark.parametrize("damage, reason", [
     (lambda p: (p / "model.safetensors").unlink(), "weights are missing"),
     (lambda p: (p / "tokenizer.json").unlink(), "tokenizer is missing"),
-    (lambda p: (p / convert.MARKER).write_text("{not json"), "unreadable"),
-    (lambda p: (p / convert.MARKER).write_text('{"dtype": "fp32"}'), "older decodekit"),
+    (lambda p: (p / files.MARKER).write_text("{not json"), "unreadable"),
+    (lambda p: (p / files.MARKER).write_text('{"dtype": "fp32"}'), "older decodekit"),
 ])
 def test_missing_files_are_reported_as_corrupted(fake_zoo, damage, reason):
     path = zoo.pull(FAKE.name, progress=False)
@@ -383,7 +383,7 @@ def test_a_local_gguf_converts_to_a_plain_checkpoint_with_the_same_logits(tmp_pa
     gguf_path = tmp_path / "tiny.gguf"
     write_tiny_llama_gguf(gguf_path)
     folder = Path(zoo.resolve(str(gguf_path), progress=False))
-    assert folder.parent == home / "models" and convert.folder_problem(folder, "fp32") is None
+    assert folder.parent == home / "models" and files.folder_problem(folder, "fp32") is None
     assert "quantization_config" not in json.loads((folder / "config.json").read_text())
 
     converted = AutoModelForCausalLM.from_pretrained(folder)

@@ -10,11 +10,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-import torch
-
 from decodekit.bench.records import TurnResult
 from decodekit.errors import DecodekitError
 from decodekit.models.hf import HFBackend
+from decodekit.models.hf.baseline import hf_generate
+from decodekit.sampling import SamplingConfig
 
 TurnRunner = Callable[[list[int]], TurnResult]
 
@@ -25,32 +25,21 @@ HF_BASELINES = {
 }
 
 
-def hf_runner(name: str, backend: HFBackend, max_new_tokens: int, temperature: float,
+def hf_runner(name: str, backend: HFBackend, max_new_tokens: int, sampling: SamplingConfig,
               seed: int, draft: HFBackend | None = None) -> TurnRunner:
     if name not in HF_BASELINES:
         raise DecodekitError(f"unknown baseline '{name}': choose one of {', '.join(HF_BASELINES)}")
-    options: dict = {}
-    if name == "hf-prompt-lookup":
-        options["prompt_lookup_num_tokens"] = 10
-    if name == "hf-assisted":
-        if draft is None:
-            raise DecodekitError("hf-assisted needs a draft model: pass --draft NAME")
-        options["assistant_model"] = draft.model
-    sampling = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0} if temperature > 0 else {"do_sample": False}
-    eos = sorted(backend.eos_token_ids)
-    pad = eos[0] if eos else 0
+    if name == "hf-assisted" and draft is None:
+        raise DecodekitError("hf-assisted needs a draft model: pass --draft NAME")
+    lookup = 10 if name == "hf-prompt-lookup" else None
+    assistant = draft if name == "hf-assisted" else None
 
     def run(prompt_ids: list[int]) -> TurnResult:
-        torch.manual_seed(seed)
         start = time.perf_counter()
-        with torch.inference_mode():
-            out = backend.model.generate(
-                torch.tensor([prompt_ids]), max_new_tokens=max_new_tokens, eos_token_id=eos,
-                pad_token_id=pad, **sampling, **options,
-            )
+        ids = hf_generate(backend, prompt_ids, max_new_tokens, sampling, seed, lookup, assistant)
+        backend.synchronize()
         wall = time.perf_counter() - start
-        ids = out[0, len(prompt_ids) :].tolist()
         return TurnResult(prompt_tokens=len(prompt_ids), new_tokens=len(ids), wall_s=wall, token_ids=ids,
-                          text=backend.tokenizer.decode(ids, skip_special_tokens=True))
+                          text=backend.decode(ids))
 
     return run

@@ -1,9 +1,11 @@
 """Was it lossless? Compare a method's greedy ids with AR's, turn by turn.
 
-A divergence is not automatically a bug: batched verification can differ from one-token
-decoding in the last bits, which flips the argmax only where the top two logits (nearly) tie.
-So each divergence is reported with AR's top-2 logit gap there; above TIE_TOLERANCE numerics
-cannot explain it, and neither can a missing gap.
+A divergence is not automatically a bug: a batched (draft-verifying) forward can differ from a
+one-token forward in the last bits, which flips the argmax only where AR's own token and the
+method's token (nearly) tie. So at the first divergent position AR's logits are recomputed and
+the gap between AR's token and the *method's* token is compared with a tolerance set by the
+dtype, relative to the logit scale there (`tie_tolerance`). A gap above it — or a divergence
+with no token to compare (one side ended early, or lacks a turn) — is flagged as a bug.
 """
 
 from __future__ import annotations
@@ -14,10 +16,15 @@ import torch
 
 from decodekit.bench.records import Divergence, QuestionRecord
 
-TIE_TOLERANCE = 1e-3  # fp32 logits: last-bit differences of a batched forward stay far below this
+# Relative size of a logit tie by dtype: two logits within TIE_RELATIVE * max(1, |largest
+# logit|) of each other may swap order between a batched and a one-token forward. fp32 keeps
+# ~7 significant digits, so 1e-3 leaves a wide margin over reordered sums; fp16 (11-bit
+# mantissa) and bf16 (8-bit mantissa) round every activation and need far more room.
+TIE_RELATIVE = {"fp32": 1e-3, "fp16": 1e-2, "bf16": 5e-2}
 ENDED = -1  # Divergence.ar_token / method_token when that side's output ended before `position`
 
-GapFn = Callable[[int, int], float | None]  # (turn, position) -> AR's top-2 logit gap there
+# (turn, position, ar_token, method_token) -> (AR logit of ar_token - of method_token, tolerance)
+Judge = Callable[[int, int, int, int], tuple[float, float]]
 
 
 def first_divergence(ar_ids: Sequence[int], method_ids: Sequence[int]) -> int | None:
@@ -32,53 +39,60 @@ def first_divergence(ar_ids: Sequence[int], method_ids: Sequence[int]) -> int | 
     return None if len(ar_ids) == len(method_ids) else min(len(ar_ids), len(method_ids))
 
 
-def top2_gap(logits_row: torch.Tensor | Sequence[float]) -> float:
-    """Largest logit minus the second largest, computed in float64.
+def tie_tolerance(logits_row: torch.Tensor | Sequence[float], dtype: str) -> float:
+    """How close two logits of this row must be to count as a tie in `dtype`.
 
-    >>> top2_gap([0.5, 3.0, 2.75])
+    >>> tie_tolerance([2.0, -30.0, 5.0], "fp32")
+    0.03
+    """
+    if dtype not in TIE_RELATIVE:
+        raise ValueError(f"no tie tolerance for dtype '{dtype}': choose one of {', '.join(TIE_RELATIVE)}")
+    scale = float(torch.as_tensor(logits_row, dtype=torch.float64).abs().max())
+    return TIE_RELATIVE[dtype] * max(1.0, scale)
+
+
+def logit_gap(logits_row: torch.Tensor | Sequence[float], ar_token: int, method_token: int) -> float:
+    """AR's logit for its own token minus its logit for the method's token, in float64.
+
+    >>> logit_gap([0.5, 3.0, 2.75], 1, 2)
     0.25
     """
     values = torch.as_tensor(logits_row, dtype=torch.float64).flatten()  # [vocab]
-    if values.numel() < 2:
-        raise ValueError(f"a top-2 gap needs at least two logits, got {values.numel()}")
-    top = torch.topk(values, 2).values
-    return float(top[0] - top[1])
+    return float(values[ar_token] - values[method_token])
 
 
-def is_bug(gap: float | None) -> bool:
+def is_bug(gap: float | None, tolerance: float | None) -> bool:
     """A divergence that near-tied logits cannot explain."""
-    return gap is None or gap > TIE_TOLERANCE
+    return gap is None or tolerance is None or gap > tolerance
 
 
-def check_record(ar: QuestionRecord, other: QuestionRecord, gap_fn: GapFn) -> None:
+def check_record(ar: QuestionRecord, other: QuestionRecord, judge: Judge) -> None:
     """Fill other.identical_to_ar and other.divergence.
 
     Turns after the first differing one are not compared: their prompts contain the different
-    earlier answer. gap_fn(turn, position) gives AR's top-2 gap at that point; it is called
-    only for a divergence inside a turn both records have.
+    earlier answer. `judge` is called only for a divergence where both sides have a token.
     """
     for turn in range(max(len(ar.turns), len(other.turns))):
+        ar_ids = ar.turns[turn].token_ids if turn < len(ar.turns) else []
+        method_ids = other.turns[turn].token_ids if turn < len(other.turns) else []
         if turn >= len(ar.turns) or turn >= len(other.turns):
-            # A turn one side lacks (a failed or truncated run): nothing to ask gap_fn about.
-            ar_ids = ar.turns[turn].token_ids if turn < len(ar.turns) else []
-            method_ids = other.turns[turn].token_ids if turn < len(other.turns) else []
-            _record(other, turn, 0, ar_ids, method_ids, gap=None)
+            _record(other, turn, 0, ar_ids, method_ids, None)  # a failed or truncated run
             return
-        ar_ids, method_ids = ar.turns[turn].token_ids, other.turns[turn].token_ids
         position = first_divergence(ar_ids, method_ids)
         if position is not None:
-            _record(other, turn, position, ar_ids, method_ids, gap_fn(turn, position))
+            _record(other, turn, position, ar_ids, method_ids, judge)
             return
     other.identical_to_ar = True
     other.divergence = None
 
 
 def _record(other: QuestionRecord, turn: int, position: int, ar_ids: Sequence[int],
-            method_ids: Sequence[int], gap: float | None) -> None:
+            method_ids: Sequence[int], judge: Judge | None) -> None:
+    ar_token = ar_ids[position] if position < len(ar_ids) else ENDED
+    method_token = method_ids[position] if position < len(method_ids) else ENDED
+    gap = tolerance = None
+    if judge is not None and ENDED not in (ar_token, method_token):
+        gap, tolerance = judge(turn, position, ar_token, method_token)
     other.identical_to_ar = False
-    other.divergence = Divergence(
-        turn=turn, position=position,
-        ar_token=ar_ids[position] if position < len(ar_ids) else ENDED,
-        method_token=method_ids[position] if position < len(method_ids) else ENDED,
-        ar_top2_gap=gap, is_bug=is_bug(gap),
-    )
+    other.divergence = Divergence(turn=turn, position=position, ar_token=ar_token, method_token=method_token,
+                                  logit_gap=gap, tolerance=tolerance, is_bug=is_bug(gap, tolerance))

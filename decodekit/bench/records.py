@@ -23,7 +23,7 @@ class TurnResult:
     text: str
     # Verification steps and the histogram of tokens committed per step (accepted draft
     # tokens + the model's own token, so an AR step commits 1). None for baselines that
-    # do not expose them (Hugging Face generate, llama.cpp).
+    # do not expose them (Hugging Face generate).
     steps: int | None = None
     accepted_hist: dict[int, int] | None = None
     # Where the time went (decodekit methods only).
@@ -44,8 +44,11 @@ class Divergence:
     position: int  # index into the generated tokens
     ar_token: int
     method_token: int
-    ar_top2_gap: float | None  # AR's logit gap between its top two tokens at that position
-    is_bug: bool  # gap above the tie tolerance: numerics cannot explain it
+    # AR's logit for its own token minus its logit for the method's token at that position;
+    # None when one side has no token there (it ended, or lacks the turn).
+    logit_gap: float | None
+    tolerance: float | None  # the tie tolerance there (divergence.tie_tolerance)
+    is_bug: bool  # no gap, or a gap above the tolerance: numerics cannot explain it
 
 
 @dataclass
@@ -53,7 +56,7 @@ class QuestionRecord:
     question_id: int | str
     category: str
     method: str
-    backend: str  # "decodekit", "hf", "llama.cpp": who ran the method
+    backend: str  # "decodekit" or "hf": who ran the method
     turns: list[TurnResult] = field(default_factory=list)
     divergence: Divergence | None = None  # filled in by the losslessness check
     identical_to_ar: bool | None = None  # None for sampling runs and for AR itself

@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from decodekit.bench.baselines import HF_BASELINES
-from decodekit.bench.divergence import ENDED, TIE_TOLERANCE
+from decodekit.bench.divergence import ENDED, TIE_RELATIVE
 from decodekit.bench.metrics import OVERALL, REFERENCE, Cell, Summary
 from decodekit.bench.plots import plot_speedup, plot_tau_histogram
 from decodekit.bench.records import QuestionRecord, write_records
@@ -34,8 +34,6 @@ def method_label(method: str, backend: str) -> str:
         return method
     if backend == "hf":
         return f"{method} ({HF_BASELINES.get(method, 'transformers generate()')})"
-    if backend == "llama.cpp":
-        return f"{method} (llama.cpp — a different backend and model format)"
     return f"{method} ({backend})"
 
 
@@ -110,7 +108,8 @@ def divergence_rows(records: list[QuestionRecord]) -> list[list[str]]:
         if d is None:
             continue
         rows.append([str(r.question_id), r.category, r.method, str(d.turn + 1), str(d.position),
-                     _token(d.ar_token), _token(d.method_token), _fmt(d.ar_top2_gap, ".2e"),
+                     _token(d.ar_token), _token(d.method_token), _fmt(d.logit_gap, ".2e"),
+                     _fmt(d.tolerance, ".2e"),
                      "**BUG** (no tie)" if d.is_bug else "tie (numerics)"])
     return rows
 
@@ -162,9 +161,6 @@ def render_markdown(summary: Summary, records: list[QuestionRecord], machine: di
         _markdown_table(["", ""], [[str(k), str(v)] for k, v in machine.items()]),
         f"Plots: `{SPEEDUP_PNG}`, `{TAU_PNG}`; every answer: `{RESULTS}`.",
     ]
-    if any(summary.cell(m, OVERALL).backend == "llama.cpp" for m in summary.methods):
-        parts.insert(4, "Rows marked llama.cpp ran another backend (its own kernels and quantised weights): "
-                        "their ratio to decodekit AR compares implementations, not decoding methods.")
     return "\n\n".join(parts) + "\n"
 
 
@@ -180,12 +176,15 @@ def _divergence_section(records: list[QuestionRecord]) -> str:
             return "Not checked (sampling run)."
         return f"None: all {compared} compared outputs are identical to AR."
     bugs = sum(1 for r in records if r.divergence is not None and r.divergence.is_bug)
-    intro = (f"{len(rows)} of the compared outputs differ from AR. {bugs} of these differ where AR's top-2 logit "
-             f"gap is above the tie tolerance {TIE_TOLERANCE:g} (or unknown): numerics cannot explain them, they "
-             "are bugs. Turns count from 1, positions from 0 within the turn's generated tokens; turns after the "
-             "first differing one are not compared, since their prompts differ.")
-    header = ["question", "category", "method", "turn", "position", "AR token", "method token", "AR top-2 gap",
-              "verdict"]
+    intro = (f"{len(rows)} of the compared outputs differ from AR. The gap is AR's logit for its own token minus "
+             "its logit for the method's token at the first divergent position; the tolerance is "
+             f"{', '.join(f'{r:g} ({d})' for d, r in TIE_RELATIVE.items())} times the largest logit magnitude "
+             f"there (at least 1). {bugs} of these divergences have a gap above the tolerance (or none, when one "
+             "side ended early): numerics cannot explain them, they are bugs. Turns count from 1, positions from 0 "
+             "within the turn's generated tokens; turns after the first differing one are not compared, since "
+             "their prompts differ.")
+    header = ["question", "category", "method", "turn", "position", "AR token", "method token", "logit gap",
+              "tolerance", "verdict"]
     return intro + "\n\n" + _markdown_table(header, rows)
 
 

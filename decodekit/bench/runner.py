@@ -3,78 +3,128 @@
 Methods are interleaved per question (in an order that rotates from question to question), so
 a slow drift of the machine — thermal, another process — spreads over all methods instead of
 landing on whichever ran last.
+
+What a drafter may learn from: it keeps what it learned across questions, as in real use, but
+never what it learned from the answer it is being timed on. So the warm-up runs on a prompt
+that no question contains, and every repeat of a turn starts from the drafter state that turn
+started with (the first run's learning is what carries on to the next turn).
 """
 
 from __future__ import annotations
 
+import copy
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from decodekit.api import Decoder
 from decodekit.bench.baselines import HF_BASELINES, TurnRunner, hf_runner
 from decodekit.bench.dataset import Question
-from decodekit.bench.divergence import check_record, top2_gap
+from decodekit.bench.divergence import Judge, check_record, logit_gap, tie_tolerance
 from decodekit.bench.records import QuestionRecord, TurnResult
 from decodekit.drafters import METHODS, check_method
 from decodekit.errors import DecodekitError
+from decodekit.methods import MethodSpec, parse_method
 from decodekit.models.hf import HFBackend
+from decodekit.prompts import check_prompt_ids, conversation_ids
+from decodekit.sampling import SamplingConfig
 from decodekit.types import Draft
 
 REFERENCE = "ar"
+# Not a Spec-Bench question, so warming up teaches no drafter an answer it is then timed on.
+WARM_UP_PROMPT = "Describe, in a short paragraph, how a bicycle's gears make climbing a hill easier."
 
 
 @dataclass
 class BenchSettings:
-    methods: list[str]
+    methods: list[MethodSpec]
     max_new_tokens: int = 128
-    temperature: float = 0.0
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
     repeats: int = 1
     seed: int = 0
-    method_options: dict[str, dict] = field(default_factory=dict)
 
     def __post_init__(self):
-        for method in self.methods:
-            if method not in HF_BASELINES:
-                try:
-                    check_method(method, allow_auto=False)
-                except DecodekitError:
-                    known = ", ".join([*METHODS, "a+b (composite)", *HF_BASELINES])
-                    raise DecodekitError(f"unknown method '{method}': choose from {known}") from None
-        if len(set(self.methods)) != len(self.methods):
-            raise DecodekitError("a method is listed twice")
+        for spec in self.methods:
+            if spec.name in HF_BASELINES:
+                if spec.options:
+                    raise DecodekitError(f"'{spec.label}': the Hugging Face baselines take no options")
+                continue
+            try:
+                check_method(spec.name, allow_auto=False)
+            except DecodekitError:
+                known = ", ".join([*METHODS, "a+b (composite)", *HF_BASELINES])
+                raise DecodekitError(f"unknown method '{spec.name}': choose from {known}") from None
+        labels = [spec.label for spec in self.methods]
+        if len(set(labels)) != len(labels):
+            raise DecodekitError("a method is listed twice with the same options: give each entry different options")
         if self.max_new_tokens < 1:
             raise DecodekitError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
         if self.repeats < 1:
             raise DecodekitError(f"repeats must be >= 1, got {self.repeats}")
-        if REFERENCE not in self.methods:
+        if REFERENCE not in labels:
             # Speedups and the losslessness check are relative to decodekit's own AR.
-            self.methods.insert(0, REFERENCE)
+            self.methods.insert(0, parse_method(REFERENCE))
+
+    @classmethod
+    def parse(cls, methods: list[str], **kwargs) -> BenchSettings:
+        return cls(methods=[parse_method(m) for m in methods], **kwargs)
+
+    @property
+    def labels(self) -> list[str]:
+        return [spec.label for spec in self.methods]
 
 
-def method_backend(method: str) -> str:
-    return "hf" if method in HF_BASELINES else "decodekit"
+def method_backend(spec: MethodSpec) -> str:
+    return "hf" if spec.name in HF_BASELINES else "decodekit"
 
 
-def decodekit_runner(backend: HFBackend, method: str, settings: BenchSettings) -> TurnRunner:
-    decoder = Decoder(backend, method, **settings.method_options.get(method, {}))
+class MethodRunner:
+    """Runs one method on a prompt, `repeats` times, the way the benchmark times it: every
+    repeat starts from the same drafter state, and the first run's state carries on."""
+
+    def __init__(self, run: TurnRunner, decoder: Decoder | None = None):
+        self.run, self.decoder = run, decoder
+
+    def __call__(self, prompt_ids: list[int], repeats: int = 1) -> TurnResult:
+        if self.decoder is None:  # stateless baselines
+            results = [self.run(prompt_ids) for _ in range(repeats)]
+        else:
+            start_state = copy.deepcopy(self.decoder.drafter) if repeats > 1 else None
+            results = [self.run(prompt_ids)]
+            carried_on = self.decoder.drafter
+            for _ in range(repeats - 1):
+                self.decoder.drafter = copy.deepcopy(start_state)
+                results.append(self.run(prompt_ids))
+            self.decoder.drafter = carried_on
+        # Same prompt, same greedy/seeded output: keep the first, time with the median.
+        first = results[0]
+        first.wall_s = statistics.median(r.wall_s for r in results)
+        return first
+
+
+def decodekit_runner(backend: HFBackend, spec: MethodSpec, settings: BenchSettings) -> MethodRunner:
+    decoder = Decoder(backend, spec.name, **spec.options)
+    sampling = settings.sampling
 
     def run(prompt_ids: list[int]) -> TurnResult:
         result = decoder.generate(prompt_ids=prompt_ids, max_new_tokens=settings.max_new_tokens,
-                                  temperature=settings.temperature, seed=settings.seed)
+                                  temperature=sampling.temperature, top_k=sampling.top_k, top_p=sampling.top_p,
+                                  min_p=sampling.min_p, typical_p=sampling.typical_p, seed=settings.seed)
         stats = result.stats
         return TurnResult(prompt_tokens=len(prompt_ids), new_tokens=stats.new_tokens, wall_s=stats.wall_s,
                           token_ids=result.token_ids, text=result.text, steps=stats.steps,
                           accepted_hist=dict(stats.accepted_hist), draft_s=stats.draft_s,
                           forward_s=stats.forward_s, other_s=stats.other_s)
 
-    return run
+    return MethodRunner(run, decoder)
 
 
-def build_runners(backend: HFBackend, settings: BenchSettings, draft: HFBackend | None) -> dict[str, TurnRunner]:
+def build_runners(backend: HFBackend, settings: BenchSettings, draft: HFBackend | None) -> dict[str, MethodRunner]:
     return {
-        m: decodekit_runner(backend, m, settings) if m not in HF_BASELINES
-        else hf_runner(m, backend, settings.max_new_tokens, settings.temperature, settings.seed, draft)
-        for m in settings.methods
+        spec.label: MethodRunner(hf_runner(spec.name, backend, settings.max_new_tokens, settings.sampling,
+                                           settings.seed, draft))
+        if spec.name in HF_BASELINES else decodekit_runner(backend, spec, settings)
+        for spec in settings.methods
     }
 
 
@@ -87,51 +137,43 @@ class Conversation:
 
     def prompt_ids(self, user_turn: str) -> list[int]:
         self.messages.append({"role": "user", "content": user_turn})
-        if self.backend.has_chat_template:
-            ids = self.backend.apply_chat_template(self.messages)
-        else:  # base models: a plain transcript
-            transcript = "".join(f"{m['role'].capitalize()}: {m['content']}\n\n" for m in self.messages)
-            ids = self.backend.encode(transcript + "Assistant:")
-        if len(ids) + 1 >= self.backend.context_length:
-            raise DecodekitError(f"a prompt of {len(ids)} tokens does not fit the model's context of {self.backend.context_length}")
-        return ids
+        return check_prompt_ids(conversation_ids(self.backend, self.messages), self.backend)
 
     def answer(self, text: str) -> None:
         self.messages.append({"role": "assistant", "content": text})
 
 
-def run_question(question: Question, method: str, runner: TurnRunner, backend: HFBackend,
+def run_question(question: Question, spec: MethodSpec, runner: MethodRunner, backend: HFBackend,
                  repeats: int) -> tuple[QuestionRecord, list[list[int]]]:
     """All turns of one question by one method; also returns each turn's prompt ids."""
-    record = QuestionRecord(question.question_id, question.category, method, method_backend(method))
+    record = QuestionRecord(question.question_id, question.category, spec.label, method_backend(spec))
     conversation = Conversation(backend)
     prompts = []
     for turn in question.turns:
         ids = conversation.prompt_ids(turn)
-        results = [runner(ids) for _ in range(repeats)]
-        # Same prompt, same greedy/seeded output: keep the first, time with the median.
-        result = results[0]
-        result.wall_s = sorted(r.wall_s for r in results)[len(results) // 2]
+        result = runner(ids, repeats)
         record.turns.append(result)
         prompts.append(ids)
         conversation.answer(result.text)
     return record, prompts
 
 
-def gap_function(backend: HFBackend, ar_record: QuestionRecord, ar_prompts: list[list[int]]) -> Callable[[int, int], float]:
-    """AR's top-2 logit gap at `position` of turn `turn`, from one forward over AR's context."""
+def ar_judge(backend: HFBackend, ar_record: QuestionRecord, ar_prompts: list[list[int]]) -> Judge:
+    """At a divergence: AR's logit gap between its token and the method's, and the tie
+    tolerance there, from one forward over AR's own context."""
 
-    def gap(turn: int, position: int) -> float:
+    def judge(turn: int, position: int, ar_token: int, method_token: int) -> tuple[float, float]:
         context = ar_prompts[turn] + ar_record.turns[turn].token_ids[:position]
-        logits = backend.forward(context, Draft.empty(), backend.new_cache())  # [1, vocab]
-        return top2_gap(logits[0])
+        logits = backend.forward(context, Draft.empty(), backend.new_cache())[0]  # [vocab]
+        return logit_gap(logits, ar_token, method_token), tie_tolerance(logits, backend.dtype_name)
 
-    return gap
+    return judge
 
 
-def warm_up(runners: dict[str, TurnRunner], backend: HFBackend, question: Question) -> None:
-    """One short run per method: first-call costs (allocations, lazy init) stay out of the data."""
-    ids = Conversation(backend).prompt_ids(question.turns[0])
+def warm_up(runners: dict[str, MethodRunner], backend: HFBackend) -> None:
+    """One run per method on a prompt no question contains: first-call costs (allocations,
+    lazy init) stay out of the data, and no drafter learns an answer it is then timed on."""
+    ids = Conversation(backend).prompt_ids(WARM_UP_PROMPT)
     for runner in runners.values():
         runner(ids)
 
@@ -139,19 +181,19 @@ def warm_up(runners: dict[str, TurnRunner], backend: HFBackend, question: Questi
 def run_bench(backend: HFBackend, questions: list[Question], settings: BenchSettings,
               draft: HFBackend | None = None, on_progress: Callable[[str], None] = lambda _: None) -> list[QuestionRecord]:
     runners = build_runners(backend, settings, draft)
-    warm_up(runners, backend, questions[0])
+    warm_up(runners, backend)
     records: list[QuestionRecord] = []
-    methods = settings.methods
+    specs = settings.methods
     for q_index, question in enumerate(questions):
-        order = methods[q_index % len(methods):] + methods[: q_index % len(methods)]
-        by_method: dict[str, tuple[QuestionRecord, list[list[int]]]] = {}
-        for method in order:
-            by_method[method] = run_question(question, method, runners[method], backend, settings.repeats)
-            on_progress(method)
-        ar_record, ar_prompts = by_method[REFERENCE]
-        for method in methods:
-            record = by_method[method][0]
-            if method != REFERENCE and settings.temperature == 0:
-                check_record(ar_record, record, gap_function(backend, ar_record, ar_prompts))
+        order = specs[q_index % len(specs):] + specs[: q_index % len(specs)]
+        by_label: dict[str, tuple[QuestionRecord, list[list[int]]]] = {}
+        for spec in order:
+            by_label[spec.label] = run_question(question, spec, runners[spec.label], backend, settings.repeats)
+            on_progress(spec.label)
+        ar_record, ar_prompts = by_label[REFERENCE]
+        for spec in specs:
+            record = by_label[spec.label][0]
+            if spec.label != REFERENCE and settings.sampling.greedy:
+                check_record(ar_record, record, ar_judge(backend, ar_record, ar_prompts))
             records.append(record)
     return records

@@ -21,13 +21,16 @@ QUICK = {"per_category": 2, "max_new_tokens": 64}
 
 def bench(
     model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Zoo name, local folder, .gguf file or hub id."),
-    methods: str = typer.Option("ar,prompt-lookup,hf-greedy,hf-prompt-lookup", help="Comma-separated methods and baselines."),
+    methods: str = typer.Option("ar,prompt-lookup,hf-greedy,hf-prompt-lookup",
+                                help="Comma-separated methods and baselines; options in brackets, e.g. "
+                                     "'token-recycling[adaptive=false]' (a method may be listed with different options)."),
     dataset: str = typer.Option("spec-bench", help="'spec-bench' or a JSONL file in Spec-Bench's format."),
     categories: str | None = typer.Option(None, help="Comma-separated categories (default: all)."),
     per_category: int | None = typer.Option(None, help="Questions per category (default: all; --quick: 2)."),
     max_new_tokens: int | None = typer.Option(None, help="Tokens per answer (default 128; --quick: 64)."),
     temperature: float = typer.Option(0.0, help="0 = greedy (and the losslessness check runs)."),
-    repeats: int = typer.Option(1, help="Time each answer this many times; the median counts."),
+    repeats: int = typer.Option(1, help="Time each answer this many times, each from the same drafter state; "
+                                         "the median counts."),
     draft: str | None = typer.Option(None, help="Draft model for hf-assisted."),
     dtype: str = typer.Option("fp32", help="fp32, bf16 or fp16."),
     threads: int | None = typer.Option(None, help="CPU threads for torch."),
@@ -36,11 +39,13 @@ def bench(
 ):
     """Benchmark decoding methods against decodekit AR and Hugging Face baselines."""
     from decodekit.bench.dataset import load_questions
-    from decodekit.bench.machine import machine_info, peak_rss_mb
+    from decodekit.machine import machine_info, peak_rss_mb
     from decodekit.bench.metrics import summarize
     from decodekit.bench.report import print_terminal, write_report
     from decodekit.bench.runner import BenchSettings, run_bench
+    from decodekit.methods import split_methods
     from decodekit.models.hf import load_backend
+    from decodekit.sampling import SamplingConfig
 
     command = "decodekit bench " + " ".join(shlex.quote(a) for a in sys.argv[2:])
     with exit_on_user_error():
@@ -48,11 +53,9 @@ def bench(
         max_new_tokens = max_new_tokens if max_new_tokens is not None else (QUICK["max_new_tokens"] if quick else 128)
         if per_category is not None and per_category < 1:
             raise DecodekitError(f"--per-category must be >= 1, got {per_category}")
-        settings = BenchSettings(methods=[m.strip() for m in methods.split(",") if m.strip()],
-                                 max_new_tokens=max_new_tokens, temperature=temperature, repeats=repeats)
-        if temperature < 0:
-            raise DecodekitError(f"temperature must be >= 0, got {temperature}")
-        if "hf-assisted" in settings.methods and not draft:
+        settings = BenchSettings.parse(split_methods(methods), max_new_tokens=max_new_tokens,
+                                       sampling=SamplingConfig(temperature=temperature), repeats=repeats)
+        if any(spec.name == "hf-assisted" for spec in settings.methods) and not draft:
             raise DecodekitError("hf-assisted needs a draft model: pass --draft NAME")
         chosen = [c.strip() for c in categories.split(",")] if categories else None
         questions = load_questions(dataset, chosen, per_category)

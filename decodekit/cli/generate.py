@@ -11,6 +11,8 @@ from rich.console import Console
 from decodekit.cli.errors import exit_on_user_error
 from decodekit.drafters import METHODS, check_method
 from decodekit.errors import DecodekitError
+from decodekit.methods import parse_method
+from decodekit.settings import GenerationSettings
 from decodekit.models.zoo import DEFAULT_MODEL
 
 stderr = Console(stderr=True)
@@ -19,7 +21,8 @@ stderr = Console(stderr=True)
 def generate(
     prompt: str = typer.Argument(..., help="The prompt, or '-' to read it from stdin."),
     model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Zoo name, local folder, .gguf file or hub id."),
-    method: str = typer.Option("prompt-lookup", help=f"Decoding method: {', '.join(METHODS)}, a+b (merged), or auto."),
+    method: str = typer.Option("prompt-lookup", help=f"Decoding method: {', '.join(METHODS)}, a+b (merged), or auto; "
+                                                     "options in brackets, e.g. 'prompt-lookup[max_draft=8]'."),
     max_new_tokens: int = typer.Option(256, "--max-new-tokens", "-n", help="Most tokens to generate."),
     temperature: float = typer.Option(0.0, help="0 = greedy."),
     top_k: int = typer.Option(0, help="Keep the k most likely tokens (0 = off)."),
@@ -32,23 +35,27 @@ def generate(
     raw: bool = typer.Option(False, "--raw", help="Feed the prompt as is, without the chat template."),
     dtype: str = typer.Option("fp32", help="fp32, bf16 or fp16."),
     threads: int | None = typer.Option(None, help="CPU threads for torch (default: torch's choice)."),
+    device: str | None = typer.Option(None, help="cpu, cuda or cuda:N (default: the GPU if there is one)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (text, ids, stats) instead of streaming."),
 ):
     """Generate text with a decoding method; the text goes to stdout, the figures to stderr."""
     from decodekit.api import Decoder  # imported here so `--help` stays fast
 
     with exit_on_user_error():
-        text = sys.stdin.read() if prompt == "-" else prompt
+        text = _read_stdin() if prompt == "-" else prompt
         if not text.strip():
             raise DecodekitError("the prompt is empty")
-        check_method(method)
+        spec = parse_method(method)
+        check_method(spec.name)
+        options = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                       min_p=min_p, typical_p=typical_p, seed=seed, stop=stop)
+        GenerationSettings.from_options(options)  # bad settings fail before the model loads
         with stderr.status(f"loading {model} ({dtype})" + (", measuring methods on this prompt" if method == "auto" else "")):
-            decoder = Decoder(model, method, dtype=dtype, threads=threads, sample=[text] if method == "auto" else None)
+            decoder = Decoder(model, spec.name, dtype=dtype, threads=threads, device=device,
+                              sample=[text] if spec.name == "auto" else None, **spec.options)
         if decoder.auto_choice:
             stderr.print(f"[dim]{decoder.auto_choice.describe()}[/dim]", highlight=False)
         ids = decoder.prompt_ids(text) if raw else decoder.user_prompt_ids(text, system)
-        options = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                       min_p=min_p, typical_p=typical_p, seed=seed, stop=stop)
         if as_json:
             result = decoder.generate(prompt_ids=ids, **options)
             print(json.dumps({"model": model, "method": method, "text": result.text,
@@ -62,6 +69,14 @@ def generate(
             sys.stdout.flush()
         sys.stdout.write("\n")
         stderr.print(_summary(method, stats), highlight=False)
+
+
+def _read_stdin() -> str:
+    data = sys.stdin.buffer.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise DecodekitError(f"stdin is not UTF-8 text: byte 0x{data[error.start]:02x} at offset {error.start}") from None
 
 
 def _summary(method: str, stats) -> str:

@@ -30,14 +30,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    SpinnerColumn,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from decodekit.errors import ChecksumError, DecodekitError, ModelNotFoundError
-from decodekit.models.convert import (
+from decodekit.models.files import (
     CONVERT_DTYPES,
     assemble,
     checksum_error,
-    convert_gguf,
     disk_full_as_error,
     disk_full_error,
     extract_member,
@@ -47,6 +53,8 @@ from decodekit.models.convert import (
     sha256_file,
     verify_sha256,
 )
+from decodekit.models.hf.convert import convert_gguf
+from decodekit.paths import home
 
 DEFAULT_MODEL = "smollm2-135m"
 # The loader can cast any stored dtype; fp16 is served from the fp32 folder rather than
@@ -144,12 +152,6 @@ ZOO: dict[str, ZooModel] = {m.name: m for m in [
 
 
 # ---------------------------------------------------------------- cache layout
-
-def home() -> Path:
-    """The cache root: $DECODEKIT_HOME, else ~/.cache/decodekit (read on every call)."""
-    configured = os.environ.get("DECODEKIT_HOME")
-    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "decodekit"
-
 
 def downloads_dir(name: str) -> Path:
     return home() / "downloads" / name

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from decodekit.types import Draft, VerifyResult
-from decodekit.verify.tree_walk import ROOT, children_of, logits_row
+from decodekit.tree import ROOT, children, logits_row
 
 
 def verify_greedy(draft: Draft, target_logits: torch.Tensor) -> VerifyResult:
@@ -25,11 +25,11 @@ def verify_greedy(draft: Draft, target_logits: torch.Tensor) -> VerifyResult:
             accepted += 1
         return VerifyResult(list(range(accepted)), draft.tokens[:accepted] + [best[accepted]])
 
-    children = children_of(draft)
+    kids = children(draft.parent_list())
     node, path = ROOT, []
     while True:
         want = best[logits_row(node)]
-        match = next((c for c in children.get(node, ()) if draft.tokens[c] == want), None)
+        match = next((c for c in kids.get(node, ()) if draft.tokens[c] == want), None)
         if match is None:
             return VerifyResult(path, [draft.tokens[i] for i in path] + [want])
         path.append(match)

@@ -14,6 +14,8 @@ from typing import Protocol
 
 import torch
 
+from decodekit.errors import DecodekitError
+
 
 class Randomness(Protocol):
     def uniform(self, position: int, stream: int = 0) -> float:
@@ -25,7 +27,7 @@ class SeededRandomness:
 
     def __init__(self, seed: int | None = None):
         if seed is not None and seed < 0:
-            raise ValueError(f"seed must be >= 0, got {seed}")
+            raise DecodekitError(f"seed must be an integer >= 0, got {seed}")
         self.seed = random.SystemRandom().randrange(2**32) if seed is None else seed
 
     def uniform(self, position: int, stream: int = 0) -> float:

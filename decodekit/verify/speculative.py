@@ -22,7 +22,7 @@ import torch
 from decodekit.sampling import SamplingConfig, probabilities
 from decodekit.types import Draft, VerifyResult
 from decodekit.verify.random import Randomness, inverse_cdf
-from decodekit.verify.tree_walk import ROOT, children_of, logits_row
+from decodekit.tree import ROOT, children, logits_row
 
 # Stream 0 of a position draws its token; streams 1.. decide acceptances of sampled children.
 TOKEN_STREAM = 0
@@ -35,12 +35,12 @@ def verify_sampled(
 
     `position` is the absolute index (prompt included) of the first token this step decides.
     """
-    children = children_of(draft)
+    kids = children(draft.parent_list())
     node, path = ROOT, []
     while True:
         target_probs = probabilities(target_logits[logits_row(node)], sampling)  # [vocab]
         here = position + len(path)
-        candidates = children.get(node, [])
+        candidates = kids.get(node, [])
         if draft.draft_probs is None:
             token = inverse_cdf(target_probs, rng.uniform(here, TOKEN_STREAM))
             accepted = next((c for c in candidates if draft.tokens[c] == token), None)

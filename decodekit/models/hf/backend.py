@@ -2,7 +2,7 @@
 
 It uses public hooks only — `cache=` with a DynamicCache, explicit `position_ids`, a prepared
 4-D attention mask for trees, `logits_to_keep` — so it keeps working across transformers
-releases and architectures without patching modeling code.
+releases and architectures without patching modeling code. It implements backend.Backend.
 """
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ from dataclasses import dataclass
 
 import torch
 
+from decodekit.backend import KVCache
 from decodekit.budget import LatencyCurve
-from decodekit.cache import KVCache
-from decodekit.errors import DecodekitError, ModelNotFoundError, UnsupportedModelError
+from decodekit.errors import DecodekitError, UnsupportedModelError
+from decodekit.models.hf.cache import HFCache
 from decodekit.tree import ancestor_mask, depths
 from decodekit.types import Draft
 
@@ -52,11 +53,29 @@ class HFBackend:
         self.latency = LatencyCurve()
 
     @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
     def dtype(self) -> torch.dtype:
         return self.model.dtype
 
-    def new_cache(self) -> KVCache:
-        return KVCache()
+    @property
+    def dtype_name(self) -> str:
+        return next(name for name, dtype in DTYPES.items() if dtype == self.dtype)
+
+    @property
+    def identity(self) -> str:
+        device = self.device
+        where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{device.type}, {torch.get_num_threads()} threads"
+        return f"{self.name} ({self.model.config.model_type}, {self.dtype_name}) on {where}"
+
+    def new_cache(self) -> HFCache:
+        return HFCache()
+
+    def synchronize(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
 
     @torch.inference_mode()
     def forward(self, pending: list[int], draft: Draft, cache: KVCache) -> torch.Tensor:
@@ -65,18 +84,21 @@ class HFBackend:
         Row 0 predicts what follows the last pending token, row 1 + i what follows draft node i.
         Every input token's keys and values are appended to the cache; the caller commits.
         """
+        if not isinstance(cache, HFCache):
+            raise TypeError(f"the transformers backend needs its own cache (new_cache()), got {type(cache).__name__}")
         start = len(cache)
         tokens = pending + draft.tokens
         last_pending = start + len(pending) - 1
-        if draft.is_chain:
+        if draft.parents is None:
             positions = list(range(start, start + len(tokens)))
             mask = None  # plain causal: transformers builds it (and its sliding variant) itself
         else:
             positions = list(range(start, last_pending + 1)) + [last_pending + d for d in depths(draft.parents)]
             mask = self._tree_mask(start, len(pending), draft.parents, positions)
+        device = self.device
         out = self.model(
-            input_ids=torch.tensor([tokens]),
-            position_ids=torch.tensor([positions]),
+            input_ids=torch.tensor([tokens], device=device),
+            position_ids=torch.tensor([positions], device=device),
             attention_mask=mask,
             cache=cache.hf_cache,
             use_cache=True,
@@ -94,33 +116,35 @@ class HFBackend:
         allowed[:num_pending, start : start + num_pending] = torch.ones(num_pending, num_pending, dtype=torch.bool).tril()
         allowed[num_pending:, start : start + num_pending] = True
         allowed[num_pending:, start + num_pending :] = ancestor_mask(parents)
-        masks = {"full_attention": _additive(allowed, self.dtype)}
+        masks = {"full_attention": self._additive(allowed)}
         if self.sliding_window:
             # A key is visible to a sliding layer only within `window` positions of the query.
             key_pos = torch.tensor(list(range(start)) + positions)
             query_pos = torch.tensor(positions)
             in_window = (query_pos[:, None] - key_pos[None, :]) < self.sliding_window
-            masks["sliding_attention"] = _additive(allowed & in_window, self.dtype)
+            masks["sliding_attention"] = self._additive(allowed & in_window)
             return masks
         return masks["full_attention"]
+
+    def _additive(self, allowed: torch.Tensor) -> torch.Tensor:
+        mask = torch.zeros(allowed.shape, dtype=self.dtype).masked_fill(~allowed, torch.finfo(self.dtype).min)
+        return mask[None, None].to(self.device)
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=True)
 
-    def apply_chat_template(self, messages: list[dict]) -> list[int]:
-        if not getattr(self.tokenizer, "chat_template", None):
-            raise DecodekitError(f"{self.name} has no chat template: pass a plain prompt instead of messages")
-        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-        return list(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
 
     @property
     def has_chat_template(self) -> bool:
         return bool(getattr(self.tokenizer, "chat_template", None))
 
-
-def _additive(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)
-    return mask[None, None]
+    def apply_chat_template(self, messages: list[dict]) -> list[int]:
+        if not self.has_chat_template:
+            raise DecodekitError(f"{self.name} has no chat template: pass a plain prompt instead of messages")
+        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        return list(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
 
 
 def _eos_ids(model, tokenizer) -> set[int]:
@@ -134,39 +158,3 @@ def _eos_ids(model, tokenizer) -> set[int]:
     if tokenizer.eos_token_id is not None:
         ids.add(tokenizer.eos_token_id)
     return ids
-
-
-def load_backend(spec: str, dtype: str = "fp32", threads: int | None = None, calibrate: bool = True) -> HFBackend:
-    """Load a zoo name, a local folder / .gguf file or a hub id into a backend.
-
-    `calibrate`: start from this machine's measured forward-cost curve (measured once, ~10 s,
-    then cached; see calibrate.py) rather than the built-in CPU prior."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging as hf_logging
-
-    from decodekit.models.zoo import resolve
-
-    hf_logging.disable_progress_bar()  # a sub-second load needs no bar; pulls show their own
-
-    if dtype not in DTYPES:
-        raise DecodekitError(f"unknown dtype '{dtype}': choose one of {', '.join(DTYPES)}")
-    if threads is not None:
-        if threads < 1:
-            raise DecodekitError(f"threads must be >= 1, got {threads}")
-        torch.set_num_threads(threads)
-    path = resolve(spec, dtype=dtype)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[dtype])
-    except (OSError, ValueError, KeyError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        if isinstance(error, OSError):
-            raise ModelNotFoundError(f"cannot load model '{spec}' from {path}: {first_line}") from error
-        raise UnsupportedModelError(f"model '{spec}' is not a supported causal LM: {first_line}") from error
-    backend = HFBackend(model=model, tokenizer=tokenizer, name=spec)
-    if calibrate:
-        from decodekit.calibrate import load_or_measure
-
-        backend.latency = load_or_measure(backend)
-    return backend
-

@@ -1,5 +1,6 @@
-"""The machine a report was measured on: every report records it, since speed ratios on one
-machine need not hold on another."""
+"""The machine a measurement was made on: every report and every cached cost curve records it,
+since speed ratios on one machine need not hold on another. A leaf module (calibration and the
+benchmark both use it)."""
 
 from __future__ import annotations
 

@@ -12,13 +12,13 @@ down to sit right after the pending tokens, then the rest is cut off::
 from __future__ import annotations
 
 import torch
-from transformers import DynamicCache
 
 from decodekit.errors import UnsupportedModelError
 
 
-class KVCache:
-    """A transformers DynamicCache plus the two ways decodekit shrinks it.
+class HFCache:
+    """A transformers DynamicCache plus the two ways decodekit shrinks it (the KVCache protocol
+    of backend.py).
 
     Every layer is a full (non-sliding) layer on purpose: sliding-window layers drop old entries
     as they go, which makes rollback impossible once the window is reached. Sliding-window
@@ -26,6 +26,8 @@ class KVCache:
     """
 
     def __init__(self):
+        from transformers import DynamicCache  # here: importing the package stays light for the CLI
+
         self.hf_cache = DynamicCache()
 
     def __len__(self) -> int:
@@ -49,10 +51,10 @@ class KVCache:
         if offsets == list(range(len(offsets))):
             self.crop(start + len(offsets))
             return
-        index = torch.tensor([start + o for o in offsets])
         for layer in self.hf_cache.layers:
             if not hasattr(layer, "keys") or layer.keys is None:
                 raise UnsupportedModelError("this model's cache layers cannot be compacted for tree drafts")
+            index = torch.tensor([start + o for o in offsets], device=layer.keys.device)
             # [batch, heads, seq, head_dim]: move the accepted rows down, then cut.
             layer.keys[:, :, start : start + len(offsets)] = layer.keys[:, :, index]
             layer.values[:, :, start : start + len(offsets)] = layer.values[:, :, index]
