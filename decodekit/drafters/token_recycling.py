@@ -108,7 +108,7 @@ class TokenRecyclingDrafter:
     def observe(self, draft: Draft, result: VerifyResult, target_logits: torch.Tensor) -> None:
         # Row 0 follows the root token, row 1 + i follows draft node i (paper Alg. 1, line 9).
         rows_tokens = torch.tensor([self._root_token, *draft.tokens])
-        top = torch.topk(target_logits.float(), self.k, dim=-1).indices.to(torch.int32)  # [1 + n, k]
+        top = torch.topk(target_logits.float(), self.k, dim=-1).indices.to("cpu", torch.int32)  # [1 + n, k]
         if self.adjacency is None:
             self.adjacency = torch.full((target_logits.shape[-1], self.k), UNKNOWN, dtype=torch.int32)
         self.adjacency[rows_tokens] = top

@@ -41,7 +41,8 @@ def inverse_cdf(probs: torch.Tensor, u: float) -> int:
     2
     """
     cumulative = probs.double().cumsum(-1)  # fp64: a 250k-token vocab accumulates rounding
-    index = int(torch.searchsorted(cumulative, torch.tensor([u * float(cumulative[-1])], dtype=torch.float64), right=True))
+    target = torch.tensor([u * float(cumulative[-1])], dtype=torch.float64, device=cumulative.device)
+    index = int(torch.searchsorted(cumulative, target, right=True))
     index = min(index, probs.shape[-1] - 1)
     while probs[index] <= 0:  # u landed on a boundary next to zero-probability tokens
         index -= 1

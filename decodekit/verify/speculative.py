@@ -61,7 +61,7 @@ def _try_sampled_children(
     residual = target_probs
     for attempt, child in enumerate(candidates, start=1):
         token = draft.tokens[child]
-        draft_probs = draft.draft_probs[child].float()  # [vocab]
+        draft_probs = draft.draft_probs[child].to(target_probs.device, torch.float32)  # [vocab]
         target_now = residual / residual.sum()
         accept_prob = min(1.0, float(target_now[token]) / float(draft_probs[token]))
         if rng.uniform(position, attempt) < accept_prob:
