@@ -15,13 +15,13 @@ from typing import Unpack
 from decodekit.auto import AutoChoice, choose_method
 from decodekit.backend import Backend
 from decodekit.detok import IncrementalDecoder, StopStringFilter
-from decodekit.drafters import make_drafter
+from decodekit.drafters import check_method, make_drafter
 from decodekit.drafters.base import Drafter
 from decodekit.errors import DecodekitError
 from decodekit.loop import decode
 from decodekit.models.hf import load_backend
 from decodekit.models.zoo import DEFAULT_MODEL
-from decodekit.prompts import check_prompt_ids, conversation_ids, user_turn
+from decodekit.prompts import check_prompt_ids, check_text, conversation_ids, user_turn
 from decodekit.settings import GenerateOptions, GenerationSettings
 from decodekit.types import GenerationResult, GenerationStats, Step
 from decodekit.verify import SeededRandomness
@@ -50,24 +50,29 @@ class Decoder:
         """`method="auto"` measures the candidate methods on `sample` (prompts like the ones
         you will send; chat models get the chat template) and keeps the fastest: see
         `auto_choice` for what it picked and why."""
+        if not isinstance(model, str) and not all(hasattr(model, a) for a in ("encode", "forward", "vocab_size")):
+            raise DecodekitError(f"model must be a zoo name, a folder, a .gguf file, a hub id or a loaded backend, "
+                                 f"got {type(model).__name__}")
+        # A bad method, option or sample fails here, before a model is loaded for nothing.
+        check_method(method, method_options)
+        if method == "auto" and not (isinstance(sample, (list, tuple)) and sample):
+            raise DecodekitError("method='auto' needs sample=, a non-empty list of prompts like the ones you will "
+                                 f"send, to measure the methods on; got {sample!r}")
+        drafter = None if method == "auto" else make_drafter(method, **method_options)
         self.backend: Backend = (load_backend(model, dtype=dtype, threads=threads, device=device)
                                  if isinstance(model, str) else model)
-        self.auto_choice: AutoChoice | None = None
-        self.drafter: Drafter
-        if method == "auto":
-            if method_options:
-                raise DecodekitError("method='auto' takes no method options: it picks the method and its options")
-            self.auto_choice = choose_method(self.backend, [self.user_prompt_ids(text) for text in (sample or [])])
-            self.method = self.auto_choice.method
-            self.drafter = self.auto_choice.drafter  # keeps what it learned on the sample
-            return
         self.method = method
-        self.drafter = make_drafter(method, **method_options)
+        self.auto_choice: AutoChoice | None = None
+        if drafter is None:
+            self.auto_choice = choose_method(self.backend, [self.user_prompt_ids(text) for text in sample or []])
+            self.method = self.auto_choice.method
+            drafter = self.auto_choice.drafter  # keeps what it learned on the sample
+        self.drafter: Drafter = drafter
 
     def user_prompt_ids(self, text: str, system: str | None = None) -> list[int]:
         """A user's text as the model expects it: in its chat template, or a plain transcript
         for a base model (the format `decodekit bench` uses too)."""
-        return self.prompt_ids(messages=user_turn(_text(text, "the prompt"), system))
+        return self.prompt_ids(messages=user_turn(check_text(text, "the prompt"), system))
 
     def prompt_ids(self, prompt: str | None = None, messages: list[dict] | None = None) -> list[int]:
         """Raw `prompt` text, or `messages` in the model's conversation format, as checked ids."""
@@ -76,7 +81,7 @@ class Decoder:
         if messages is not None:
             ids = conversation_ids(self.backend, messages)
         else:
-            ids = self.backend.encode(_text(prompt, "the prompt"))
+            ids = self.backend.encode(check_text(prompt, "the prompt"))
         return check_prompt_ids(ids, self.backend)
 
     def _resolve_ids(self, prompt: str | None, messages: list[dict] | None, prompt_ids: list[int] | None) -> list[int]:
@@ -139,21 +144,15 @@ class Decoder:
         return GenerationResult(text=text, token_ids=token_ids, prompt_ids=ids, stats=stats)
 
 
-def _text(value: object, what: str) -> str:
-    if not isinstance(value, str):
-        raise DecodekitError(f"{what} must be a string, got {type(value).__name__}")
-    if not value.strip():
-        raise DecodekitError(f"{what} is empty")
-    return value
-
-
 _BACKENDS: dict[tuple[str, str], Backend] = {}
 _DECODERS: dict[tuple, Decoder] = {}
 
 
 def _decoder(model: str, method: str, dtype: str, method_options: dict) -> Decoder:
     """Reuse loaded models, and drafters with what they learned, across module-level calls."""
-    key = (model, dtype, method, tuple(sorted(method_options.items())))
+    if not isinstance(method_options, dict):
+        raise DecodekitError(f"method_options must be a dict such as {{'max_draft': 8}}, got {method_options!r}")
+    key = (model, dtype, method, repr(sorted(method_options.items())))  # repr: a list value is not hashable
     if key not in _DECODERS:
         if (model, dtype) not in _BACKENDS:
             _BACKENDS[(model, dtype)] = load_backend(model, dtype=dtype)
@@ -165,7 +164,7 @@ def generate(prompt: str | None = None, *, model: str = DEFAULT_MODEL, method: s
              method_options: dict | None = None, messages: list[dict] | None = None,
              prompt_ids: list[int] | None = None, **options: Unpack[GenerateOptions]) -> GenerationResult:
     """Generate text: `decodekit.generate("Hello", method="prompt-lookup", max_new_tokens=64)`."""
-    decoder = _decoder(model, method, dtype, method_options or {})
+    decoder = _decoder(model, method, dtype, {} if method_options is None else method_options)
     return decoder.generate(prompt, messages=messages, prompt_ids=prompt_ids, **options)
 
 
@@ -173,5 +172,5 @@ def stream(prompt: str | None = None, *, model: str = DEFAULT_MODEL, method: str
            method_options: dict | None = None, messages: list[dict] | None = None,
            prompt_ids: list[int] | None = None, **options: Unpack[GenerateOptions]) -> Iterator[str]:
     """Yield text chunks as they are committed."""
-    decoder = _decoder(model, method, dtype, method_options or {})
+    decoder = _decoder(model, method, dtype, {} if method_options is None else method_options)
     return decoder.stream(prompt, messages=messages, prompt_ids=prompt_ids, **options)

@@ -22,10 +22,31 @@ def conversation_ids(backend: Backend, messages: Sequence[dict]) -> list[int]:
         if not (isinstance(message, dict) and isinstance(message.get("role"), str)
                 and isinstance(message.get("content"), str)):
             raise DecodekitError(f"messages must be dicts with string 'role' and 'content', got {message!r}")
+        _check_encodable(message["content"], f"the content of a {message['role']!r} message")
     if backend.has_chat_template:
         return backend.apply_chat_template(list(messages))
     transcript = "".join(f"{m['role'].capitalize()}: {m['content']}\n\n" for m in messages)
     return backend.encode(transcript + "Assistant:")
+
+
+def check_text(value: object, what: str) -> str:
+    """Text a tokenizer can take: a non-empty string that is valid Unicode."""
+    if not isinstance(value, str):
+        raise DecodekitError(f"{what} must be a string, got {type(value).__name__}")
+    if not value.strip():
+        raise DecodekitError(f"{what} is empty")
+    return _check_encodable(value, what)
+
+
+def _check_encodable(text: str, what: str) -> str:
+    # Bytes that are not UTF-8 reach Python's argv (and some readers) as lone surrogates,
+    # which tokenizers reject with a TypeError that names neither the input nor the fix.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise DecodekitError(f"{what} is not valid UTF-8 text: character {error.start} is "
+                             f"{text[error.start]!r}; pass UTF-8 text") from None
+    return text
 
 
 def user_turn(text: str, system: str | None = None) -> list[dict]:

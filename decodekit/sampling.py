@@ -15,6 +15,10 @@ import torch
 
 from decodekit.errors import DecodekitError
 
+# Below this, logits / temperature overflows fp32 to inf and the distribution turns into NaNs
+# (around 1e-38); long before that, sampling is greedy in all but name.
+MIN_TEMPERATURE = 1e-6
+
 
 @dataclass(frozen=True)
 class SamplingConfig:
@@ -34,6 +38,8 @@ class SamplingConfig:
         _check(isinstance(self.top_k, int) and not isinstance(self.top_k, bool),
                f"top_k must be an integer (0 = off), got {self.top_k!r}")
         _check(self.temperature >= 0, f"temperature must be >= 0, got {self.temperature}")
+        _check(self.temperature == 0 or self.temperature >= MIN_TEMPERATURE,
+               f"temperature must be 0 (greedy) or >= {MIN_TEMPERATURE:g}, got {self.temperature}")
         _check(self.top_k >= 0, f"top_k must be >= 0 (0 = off), got {self.top_k}")
         _check(0 < self.top_p <= 1, f"top_p must be in (0, 1], got {self.top_p}")
         _check(0 <= self.min_p < 1, f"min_p must be in [0, 1), got {self.min_p}")

@@ -51,7 +51,8 @@ class GenerationSettings:
         seed = options.get("seed")
         if seed is not None and (not is_int(seed) or seed < 0):
             raise DecodekitError(f"seed must be an integer >= 0, got {seed!r}")
-        stop = options.get("stop") or []
+        stop = options.get("stop")
+        stop = [] if stop is None else stop  # "" or 0 is a mistake to report, not "no stop strings"
         if isinstance(stop, str) or not isinstance(stop, (list, tuple)):
             raise DecodekitError(f"stop must be a list of strings, got {stop!r}")
         if not all(isinstance(s, str) and s for s in stop):

@@ -44,16 +44,19 @@ class BenchSettings:
     seed: int = 0
 
     def __post_init__(self):
+        if not self.methods:
+            raise DecodekitError("no methods to benchmark: pass --methods, e.g. 'prompt-lookup,hf-prompt-lookup'")
         for spec in self.methods:
             if spec.name in HF_BASELINES:
                 if spec.options:
                     raise DecodekitError(f"'{spec.label}': the Hugging Face baselines take no options")
                 continue
-            try:
-                check_method(spec.name, allow_auto=False)
-            except DecodekitError:
+            unknown = [part for part in spec.name.split("+") if part not in METHODS]
+            if unknown:
                 known = ", ".join([*METHODS, "a+b (composite)", *HF_BASELINES])
-                raise DecodekitError(f"unknown method '{spec.name}': choose from {known}") from None
+                raise DecodekitError(f"unknown method '{unknown[0]}': choose from {known}")
+            # Option values too: a typo must not wait for the model to load and the warm-up to run.
+            check_method(spec.name, spec.options, allow_auto=False)
         labels = [spec.label for spec in self.methods]
         if len(set(labels)) != len(labels):
             raise DecodekitError("a method is listed twice with the same options: give each entry different options")

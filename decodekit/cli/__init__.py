@@ -5,10 +5,11 @@ from __future__ import annotations
 import typer
 
 from decodekit.cli.bench import bench
+from decodekit.cli.errors import OneLineUsageErrors
 from decodekit.cli.generate import generate
 from decodekit.cli.models import models_app
 
-app = typer.Typer(help="decodekit: decode language models faster, better and structured.",
+app = typer.Typer(cls=OneLineUsageErrors, help="decodekit: decode language models faster, better and structured.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 app.command()(generate)
 app.command()(bench)

@@ -36,6 +36,8 @@ class LookaheadDrafter:
                  adaptive: bool = True, min_window: int = 1):
         if window < 1 or ngram < 2 or guesses < 0:
             raise DecodekitError(f"lookahead needs window >= 1, ngram >= 2, guesses >= 0; got {window}, {ngram}, {guesses}")
+        if pool_size < 0:
+            raise DecodekitError(f"lookahead pool_size must be >= 0 (0 = no n-gram pool), got {pool_size}")
         self.window, self.ngram, self.guesses, self.pool_size = window, ngram, guesses, pool_size
         # adaptive: verify only the part of the tree that pays on this machine (False: all of it,
         # as the paper does on a GPU, where W + G(N-1) extra tokens cost almost nothing).

@@ -379,6 +379,9 @@ def resolve(spec: str, dtype: str = "fp32", auto_pull: bool = True, progress: bo
     if dtype not in LOAD_DTYPES:
         raise DecodekitError(f"unknown dtype '{dtype}': choose one of {', '.join(LOAD_DTYPES)}")
     stored = LOAD_DTYPES[dtype]
+    if not spec.strip():  # Path("") is the current folder, which would get a puzzling message
+        raise ModelNotFoundError(f"the model name is empty: pass a zoo name ({', '.join(ZOO)}), "
+                                 "a folder, a .gguf file or a hub id")
     if spec in ZOO:
         if auto_pull and not is_pulled(spec, stored):
             return str(pull(spec, stored, progress=progress))

@@ -20,6 +20,10 @@ def pick_device(device: str | None) -> torch.device:
         raise DecodekitError(f"device '{device}' asked for, but torch sees no CUDA GPU here")
     if chosen.type not in ("cpu", "cuda"):
         raise DecodekitError(f"device '{device}' is not supported: use cpu, cuda or cuda:N")
+    count = torch.cuda.device_count() if chosen.type == "cuda" else 0
+    if chosen.type == "cuda" and chosen.index is not None and chosen.index >= count:
+        have = "cuda:0" if count == 1 else f"cuda:0 to cuda:{count - 1}"
+        raise DecodekitError(f"device '{device}' asked for, but torch sees {count} CUDA GPU(s): use {have}")
     return chosen
 
 

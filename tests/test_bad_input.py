@@ -1,0 +1,256 @@
+"""Every bad input gets one clear line: `error: ...` and exit code 2 from the CLI, a one-line
+DecodekitError from the API; never a traceback, a wrong exit code or a silently wrong answer.
+
+One table covers both faces so that a new option is checked at both at once. CLI rows are
+argument lists in which "{model}", "{dataset}", ... stand for files made once per module (a
+tiny model saved to disk, so nothing downloads); API rows are callables on an `Env`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+from tiny import VOCAB, byte_tokenizer, tiny_backend, tiny_model
+from typer.testing import CliRunner
+
+import decodekit
+from decodekit import DecodekitError, Decoder
+from decodekit.cli import app
+
+runner = CliRunner()
+
+
+@dataclass
+class Env:
+    decoder: Decoder
+    model: str  # the tiny model's folder
+
+
+@dataclass
+class Case:
+    id: str
+    kind: str  # "cli" or "api"
+    given: list[str] | Callable[[Env], object]
+    names: str  # a regex the message must match: it names the problem
+    stdin: bytes | None = None
+
+
+def cli(id: str, args: list[str], names: str, stdin: bytes | None = None) -> Case:
+    return Case(id, "cli", args, names, stdin)
+
+
+def api(id: str, call: Callable[[Env], object], names: str) -> Case:
+    return Case(id, "api", call, names)
+
+
+GEN = ["generate", "abc abc abc", "--model", "{model}"]
+BENCH = ["bench", "--model", "{model}", "--dataset", "{dataset}", "--out", "{out}"]
+TOO_LONG = "x" * 600  # one token per byte: more than the tiny model's 512-token context
+
+CASES = [
+    # generate: options that fail before the model loads
+    cli("gen-seed-negative", [*GEN, "--seed", "-1"], r"seed must be an integer >= 0, got -1"),
+    cli("gen-stop-empty", [*GEN, "--stop", ""], r"stop strings must be non-empty"),
+    cli("gen-stdin-not-utf8", ["generate", "-", "--model", "{model}"], r"stdin is not UTF-8.*0xff at offset 0",
+        stdin=b"\xff\xfe not text"),
+    cli("gen-prompt-empty", ["generate", "  ", "--model", "{model}"], r"prompt is empty"),
+    cli("gen-prompt-not-utf8", ["generate", "abc \udcff", "--model", "{model}"], r"prompt is not valid UTF-8"),
+    cli("gen-stdin-empty", ["generate", "-", "--model", "{model}"], r"prompt is empty", stdin=b""),
+    cli("gen-method-unknown", [*GEN, "--method", "nope"], r"unknown method 'nope'"),
+    cli("gen-method-composite-part", [*GEN, "--method", "prompt-lookup+nope"], r"unknown method 'nope' in 'prompt-lookup\+nope'"),
+    cli("gen-method-bad-value", [*GEN, "--method", "prompt-lookup[max_ngram=0]"], r"min_ngram <= max_ngram"),
+    cli("gen-method-unknown-option", [*GEN, "--method", "prompt-lookup[nope=1]"],
+        r"prompt-lookup.*no option 'nope'.*max_ngram"),
+    cli("gen-method-wrong-type", [*GEN, "--method", "prompt-lookup[max_ngram=abc]"], r"max_ngram must be an integer, got 'abc'"),
+    cli("gen-method-malformed", [*GEN, "--method", "aded[x]"], r"'x' is not key=value"),
+    cli("gen-method-unclosed", [*GEN, "--method", "aded[x=1"], r"cannot read method"),
+    cli("gen-method-composite-options", [*GEN, "--method", "ar+prompt-lookup[max_draft=2]"], r"composite"),
+    cli("gen-auto-options", [*GEN, "--method", "auto[max_draft=2]"], r"auto.*no method options"),
+    cli("gen-top-p-zero", [*GEN, "--top-p", "0"], r"top_p must be in \(0, 1\]"),
+    cli("gen-top-p-big", [*GEN, "--top-p", "1.5"], r"top_p must be in \(0, 1\]"),
+    cli("gen-top-k-negative", [*GEN, "--top-k", "-1"], r"top_k must be >= 0"),
+    cli("gen-min-p-one", [*GEN, "--min-p", "1"], r"min_p must be in \[0, 1\)"),
+    cli("gen-typical-p-zero", [*GEN, "--typical-p", "0"], r"typical_p must be in \(0, 1\]"),
+    cli("gen-temperature-negative", [*GEN, "--temperature", "-1"], r"temperature must be >= 0"),
+    cli("gen-temperature-nan", [*GEN, "--temperature", "nan"], r"temperature must be a finite number"),
+    cli("gen-temperature-inf", [*GEN, "--temperature", "inf"], r"temperature must be a finite number"),
+    cli("gen-temperature-tiny", [*GEN, "--temperature", "1e-40"], r"temperature must be 0 \(greedy\) or >= 1e-06"),
+    cli("gen-max-new-tokens-zero", [*GEN, "-n", "0"], r"max_new_tokens must be an integer >= 1"),
+    cli("gen-not-a-number", [*GEN, "-n", "ten"], r"--max-new-tokens.*integer"),
+    cli("gen-unknown-flag", [*GEN, "--temprature", "1"], r"No such option: --temprature"),
+    cli("unknown-command", ["nosuchcommand"], r"No such command 'nosuchcommand'"),
+    cli("gen-no-prompt", ["generate"], r"(?i)missing argument 'prompt'"),
+    cli("gen-threads-zero", [*GEN, "--threads", "0"], r"threads must be an integer >= 1"),
+    cli("gen-dtype-unknown", [*GEN, "--dtype", "int4"], r"unknown dtype 'int4'"),
+    cli("gen-device-unknown", [*GEN, "--device", "tpu"], r"device 'tpu'.*cpu, cuda or cuda:N"),
+    cli("gen-device-no-such-gpu", [*GEN, "--device", "cuda:99"], r"cuda:99"),
+    *([] if torch.cuda.is_available() else
+      [cli("gen-device-cuda-without-gpu", [*GEN, "--device", "cuda"], r"no CUDA GPU")]),
+    cli("gen-model-unknown", ["generate", "hi", "--model", "nosuchmodel"], r"unknown model 'nosuchmodel'"),
+    cli("gen-model-empty", ["generate", "hi", "--model", ""], r"model name is empty"),
+    cli("gen-model-missing-folder", ["generate", "hi", "--model", "{missing}"], r"no such folder or file"),
+    cli("gen-model-not-a-model", ["generate", "hi", "--model", "{not_a_model}"], r"not a Hugging Face model folder"),
+    # generate: found only once the model has tokenized the prompt
+    cli("gen-prompt-too-long", ["generate", TOO_LONG, "--raw", "--model", "{model}"], r"context of 512"),
+    # models
+    cli("models-pull-unknown", ["models", "pull", "nosuchmodel"], r"unknown model 'nosuchmodel'"),
+    cli("models-pull-bad-dtype", ["models", "pull", "smollm2-135m", "--dtype", "int4"], r"unknown dtype 'int4'"),
+    cli("models-path-no-name", ["models", "path"], r"(?i)missing argument 'name'"),
+    cli("models-path-not-pulled", ["models", "path", "smollm2-135m"], r"not pulled yet.*models pull smollm2-135m"),
+    # bench
+    cli("bench-method-unknown", [*BENCH, "--methods", "ar,nope"], r"unknown method 'nope'"),
+    cli("bench-methods-empty", [*BENCH, "--methods", ""], r"no methods to benchmark"),
+    cli("bench-method-composite-part", [*BENCH, "--methods", "ar,ar+nope"], r"unknown method 'nope'"),
+    cli("bench-method-twice", [*BENCH, "--methods", "ar,prompt-lookup,prompt-lookup"], r"listed twice"),
+    cli("bench-method-bad-option", [*BENCH, "--methods", "ar,prompt-lookup[max_draft=0]"], r"max_draft must be >= 1"),
+    cli("bench-method-unknown-option", [*BENCH, "--methods", "ar,aded[nope=1]"], r"aded.*no option 'nope'"),
+    cli("bench-baseline-options", [*BENCH, "--methods", "ar,hf-greedy[x=1]"], r"baselines take no options"),
+    cli("bench-repeats-zero", [*BENCH, "--repeats", "0"], r"repeats must be >= 1"),
+    cli("bench-per-category-zero", [*BENCH, "--per-category", "0"], r"--per-category must be >= 1"),
+    cli("bench-max-new-tokens-zero", [*BENCH, "--max-new-tokens", "0"], r"max_new_tokens must be >= 1"),
+    cli("bench-categories-unknown", [*BENCH, "--categories", "poetry"], r"unknown category poetry"),
+    # click keeps the last --dataset given
+    cli("bench-dataset-missing", [*BENCH, "--dataset", "{missing}"], r"dataset file not found"),
+    cli("bench-dataset-bad-line", [*BENCH, "--dataset", "{bad_dataset}"], r"line 2 is not valid JSON"),
+    cli("bench-hf-assisted-without-draft", [*BENCH, "--methods", "ar,hf-assisted"], r"needs a draft model.*--draft"),
+    cli("bench-temperature-negative", [*BENCH, "--temperature", "-1"], r"temperature must be >= 0"),
+    cli("bench-dtype-unknown", [*BENCH, "--dtype", "int4"], r"unknown dtype 'int4'"),
+    cli("bench-threads-zero", [*BENCH, "--threads", "0"], r"threads must be an integer >= 1"),
+    # API: prompt ids
+    api("ids-empty", lambda e: e.decoder.generate(prompt_ids=[]), r"prompt_ids is empty"),
+    api("ids-negative", lambda e: e.decoder.generate(prompt_ids=[5, -1]), r"holds -1.*\[0, 258\)"),
+    api("ids-vocab-size", lambda e: e.decoder.generate(prompt_ids=[VOCAB]), r"holds 258.*\[0, 258\)"),
+    api("ids-float", lambda e: e.decoder.generate(prompt_ids=[1.5]), r"holds 1\.5"),
+    api("ids-str", lambda e: e.decoder.generate(prompt_ids=["a"]), r"holds 'a'"),
+    api("ids-bool", lambda e: e.decoder.generate(prompt_ids=[True]), r"holds True"),
+    api("ids-a-string", lambda e: e.decoder.generate(prompt_ids="abc"), r"prompt_ids must be a list of token ids"),
+    api("ids-too-long", lambda e: e.decoder.generate(prompt_ids=[7] * 600), r"600 tokens.*context of 512"),
+    api("ids-fill-the-context", lambda e: e.decoder.generate(prompt_ids=[7] * 512), r"512 tokens.*context of 512"),
+    api("ids-and-prompt", lambda e: e.decoder.generate("a", prompt_ids=[7]), r"only one of"),
+    # API: generation options
+    api("option-typo", lambda e: e.decoder.generate("hi", temprature=0.5), r"unknown option 'temprature'"),
+    api("top-k-float", lambda e: e.decoder.generate("hi", top_k=2.5), r"top_k must be an integer"),
+    api("top-p-str", lambda e: e.decoder.generate("hi", top_p="0.9"), r"top_p must be a finite number"),
+    api("temperature-nan", lambda e: e.decoder.generate("hi", temperature=float("nan")), r"temperature must be a finite"),
+    api("max-new-tokens-zero", lambda e: e.decoder.generate("hi", max_new_tokens=0), r"max_new_tokens.*got 0"),
+    api("max-new-tokens-str", lambda e: e.decoder.generate("hi", max_new_tokens="10"), r"max_new_tokens.*got '10'"),
+    api("max-new-tokens-bool", lambda e: e.decoder.generate("hi", max_new_tokens=True), r"max_new_tokens.*got True"),
+    api("temperature-tiny", lambda e: e.decoder.generate("hi", temperature=1e-40, seed=0), r"temperature must be 0"),
+    api("seed-negative", lambda e: e.decoder.generate("hi", seed=-1), r"seed must be an integer >= 0"),
+    api("seed-float", lambda e: e.decoder.generate("hi", seed=1.5), r"seed must be an integer >= 0"),
+    api("stop-a-string", lambda e: e.decoder.generate("hi", stop="###"), r"stop must be a list of strings"),
+    api("stop-a-blank-string", lambda e: e.decoder.generate("hi", stop=""), r"stop must be a list of strings"),
+    api("stop-empty-string", lambda e: e.decoder.generate("hi", stop=[""]), r"stop strings must be non-empty"),
+    api("stop-not-str", lambda e: e.decoder.generate("hi", stop=[3]), r"stop strings must be non-empty strings"),
+    # API: prompts and messages
+    api("prompt-and-messages", lambda e: e.decoder.generate("a", messages=[{"role": "user", "content": "a"}]),
+        r"exactly one of prompt= or messages="),
+    api("no-prompt", lambda e: e.decoder.generate(), r"exactly one of prompt= or messages="),
+    api("prompt-empty", lambda e: e.decoder.generate(""), r"the prompt is empty"),
+    api("prompt-not-str", lambda e: e.decoder.generate(123), r"the prompt must be a string, got int"),
+    api("prompt-not-utf8", lambda e: e.decoder.generate("abc \udcff"), r"prompt is not valid UTF-8"),
+    api("prompt-too-long", lambda e: e.decoder.generate(TOO_LONG), r"context of 512"),
+    api("messages-empty", lambda e: e.decoder.generate(messages=[]), r"messages must be a non-empty list"),
+    api("messages-a-string", lambda e: e.decoder.generate(messages="hi"), r"messages must be a non-empty list"),
+    api("messages-no-role", lambda e: e.decoder.generate(messages=[{"content": "a"}]), r"string 'role' and 'content'"),
+    api("messages-content-not-str", lambda e: e.decoder.generate(messages=[{"role": "user", "content": 5}]),
+        r"string 'role' and 'content'"),
+    api("messages-not-utf8", lambda e: e.decoder.generate(messages=[{"role": "user", "content": "\udcff"}]),
+        r"content of a 'user' message is not valid UTF-8"),
+    api("stream-bad-option", lambda e: e.decoder.stream("hi", top_k=-1), r"top_k must be >= 0"),
+    # API: methods and models
+    api("method-unknown", lambda e: Decoder(e.decoder.backend, "nope"), r"unknown method 'nope'"),
+    api("method-composite-part", lambda e: Decoder(e.decoder.backend, "ar+nope"), r"unknown method 'nope' in 'ar\+nope'"),
+    api("method-not-str", lambda e: Decoder(e.decoder.backend, None), r"method must be a string"),
+    api("method-bad-option", lambda e: Decoder(e.decoder.backend, "copy-spec", gamma=0), r"gamma >= 1"),
+    api("method-unknown-option", lambda e: Decoder(e.decoder.backend, "lookahead", windw=4),
+        r"lookahead.*no option 'windw'.*window"),
+    api("method-option-wrong-type", lambda e: Decoder(e.decoder.backend, "token-recycling", k="8"),
+        r"token-recycling.*k must be an integer, got '8'"),
+    api("method-option-not-finite", lambda e: Decoder(e.decoder.backend, "aded", exploration=float("nan")),
+        r"exploration must be a finite number"),
+    api("method-option-not-bool", lambda e: Decoder(e.decoder.backend, "prompt-lookup", adaptive=3),
+        r"adaptive must be true or false"),
+    api("method-option-out-of-range", lambda e: Decoder(e.decoder.backend, "lookahead", pool_size=-1),
+        r"pool_size must be >= 0"),
+    api("composite-options", lambda e: Decoder(e.decoder.backend, "ar+aded", branching=2), r"composite"),
+    api("auto-options", lambda e: Decoder(e.decoder.backend, "auto", sample=["hi"], max_draft=2),
+        r"auto.*no method options"),
+    api("auto-without-sample", lambda e: Decoder(e.decoder.backend, "auto"), r"auto.*needs sample="),
+    api("auto-sample-a-string", lambda e: Decoder(e.decoder.backend, "auto", sample="abc abc"),
+        r"needs sample=.*got 'abc abc'"),
+    api("model-unknown", lambda e: Decoder("nosuchmodel"), r"unknown model 'nosuchmodel'"),
+    api("model-not-str", lambda e: Decoder(123), r"model must be a zoo name"),
+    api("method-options-not-dict", lambda e: decodekit.generate("hi", model=e.model, method_options="x"),
+        r"method_options must be a dict"),
+    api("model-dtype-unknown", lambda e: decodekit.generate("hi", model=e.model, dtype="int4"), r"unknown dtype 'int4'"),
+    api("model-threads-zero", lambda e: Decoder(e.model, threads=0), r"threads must be an integer >= 1"),
+]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict[str, str]:
+    root = tmp_path_factory.mktemp("bad-input")
+    model = root / "tiny-llama"
+    tiny_model("llama").save_pretrained(model)
+    byte_tokenizer().save_pretrained(model)
+    (root / "not-a-model").mkdir()
+    dataset = root / "q.jsonl"
+    dataset.write_text(json.dumps({"question_id": 1, "category": "qa", "turns": ["abc abc"]}) + "\n")
+    bad = root / "bad.jsonl"
+    bad.write_text(dataset.read_text() + "{not json\n")
+    return {"{model}": str(model), "{dataset}": str(dataset), "{bad_dataset}": str(bad),
+            "{missing}": str(root / "missing"), "{not_a_model}": str(root / "not-a-model"),
+            "{out}": str(root / "out")}
+
+
+@pytest.fixture(scope="module")
+def env(files) -> Env:
+    return Env(Decoder(tiny_backend("llama"), "prompt-lookup"), files["{model}"])
+
+
+@pytest.fixture(scope="module")
+def module_home(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("bad-input-home")
+
+
+@pytest.fixture(autouse=True)
+def shared_cache(isolated_cache, module_home, monkeypatch):
+    """One cache for the module, so the rows that load the model measure its latency curve
+    once, not once per row (conftest's isolated_cache gives each test a fresh one)."""
+    monkeypatch.setenv("DECODEKIT_HOME", str(module_home))
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input_gets_one_line(case: Case, files, env):
+    if case.kind == "cli":
+        args = [files.get(arg, arg) for arg in case.given]
+        result = runner.invoke(app, args, input=case.stdin)
+        assert "Traceback" not in result.output
+        assert result.exit_code == 2, result.output
+        assert isinstance(result.exception, SystemExit), result.exception
+        assert result.stdout == ""  # nothing half-done reaches the output a script reads
+        lines = result.stderr.splitlines()
+        assert len(lines) == 1, result.stderr
+        assert lines[0].startswith("error: ")
+        assert re.search(case.names, lines[0]), lines[0]
+    else:
+        with pytest.raises(DecodekitError) as caught:
+            outcome = case.given(env)
+            if isinstance(outcome, Iterator):  # stream() checks its input on the first next()
+                list(outcome)
+        message = str(caught.value)
+        assert "\n" not in message.strip()
+        assert re.search(case.names, message), message
+
+
+def test_the_table_is_broad():
+    kinds = [c.kind for c in CASES]
+    assert kinds.count("cli") >= 25 and kinds.count("api") >= 25
+    assert len({c.id for c in CASES}) == len(CASES)
