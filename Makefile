@@ -4,12 +4,12 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 PROMPT ?= Rewrite this Python function with type hints and a docstring, keeping the logic:\n\ndef moving_average(values, window):\n    result = []\n    for i in range(len(values) - window + 1):\n        chunk = values[i:i + window]\n        result.append(sum(chunk) / window)\n    return result
 
-.PHONY: install demo test test-fast bench-quick
+.PHONY: install demo test test-fast lint bench-quick
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet -e ".[test,lint]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -26,6 +26,11 @@ test: install
 # Skip the real-model tests.
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"
+
+# Style and types: ruff, then mypy checks the protocols (Backend, Drafter) against their implementations.
+lint: install
+	$(BIN)/ruff check decodekit tests
+	$(BIN)/mypy
 
 bench-quick: install
 	$(BIN)/decodekit bench --quick

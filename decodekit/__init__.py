@@ -8,6 +8,14 @@ from decodekit.types import Draft, GenerationResult, GenerationStats, VerifyResu
 __version__ = "0.1.0"
 
 __all__ = [
-    "Decoder", "generate", "stream", "DecodekitError", "SamplingConfig",
-    "Draft", "GenerationResult", "GenerationStats", "VerifyResult", "__version__",
+    "DecodekitError",
+    "Decoder",
+    "Draft",
+    "GenerationResult",
+    "GenerationStats",
+    "SamplingConfig",
+    "VerifyResult",
+    "__version__",
+    "generate",
+    "stream",
 ]

@@ -139,7 +139,7 @@ class Decoder:
         """Run to the end; returns the text, the generated ids and the stats."""
         settings = GenerationSettings.from_options(options)
         ids = self._resolve_ids(prompt, messages, prompt_ids)
-        stats, token_ids = GenerationStats(), []
+        stats, token_ids = GenerationStats(), list[int]()
         text = "".join(chunk.text for chunk in self._chunks(ids, settings, stats, token_ids))
         return GenerationResult(text=text, token_ids=token_ids, prompt_ids=ids, stats=stats)
 

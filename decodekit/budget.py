@@ -88,7 +88,7 @@ class Budget:
     max_tokens: int
     cost: Callable[[int], float]  # relative forward cost by number of input tokens
 
-    def after(self, used: int) -> "Budget":
+    def after(self, used: int) -> Budget:
         """What is left once `used` tokens of the tree are taken (composite drafting): fewer
         tokens, and each further one judged by its marginal cost on top of the tree so far."""
         if used == 0:

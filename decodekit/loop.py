@@ -15,7 +15,7 @@ The last Step says why the loop stopped (EOS, the token budget, or a full contex
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 
 from decodekit.backend import Backend
 from decodekit.budget import Budget
@@ -32,7 +32,7 @@ def decode(
     sampling: SamplingConfig,
     rng: Randomness,
     max_new_tokens: int,
-) -> Iterator[Step]:
+) -> Generator[Step, None, None]:
     """Yield one Step per verification until EOS, max_new_tokens or the context is full.
 
     The prompt must be non-empty and leave room for one token (api.py checks user input).

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from decodekit.errors import DecodekitError
 
@@ -19,7 +20,7 @@ _SPEC = re.compile(r"^(?P<name>[^\[\]]+?)(?:\[(?P<options>[^\[\]]*)\])?$")
 class MethodSpec:
     label: str  # as written: names the method's rows and records
     name: str  # the registered method (or composite, or baseline)
-    options: dict[str, bool | int | float | str] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)  # bool, int, float or str values
 
 
 def split_methods(text: str) -> list[str]:
@@ -50,7 +51,7 @@ def parse_method(text: str) -> MethodSpec:
     match = _SPEC.match(label)
     if not match:
         raise DecodekitError(f"cannot read method '{text}': write name or name[key=value,...]")
-    options: dict[str, bool | int | float | str] = {}
+    options: dict[str, Any] = {}
     for item in (match["options"] or "").split(","):
         if not item.strip():
             continue

@@ -109,7 +109,7 @@ def _typical_p(logits: torch.Tensor, typical_p: float) -> torch.Tensor:
     probs = log_probs.exp()
     entropy = -(probs * log_probs.nan_to_num(neginf=0.0)).sum(-1, keepdim=True)
     distance = (-log_probs - entropy).abs()
-    sorted_distance, order = torch.sort(distance, dim=-1)
+    order = torch.sort(distance, dim=-1).indices
     sorted_probs = probs.gather(-1, order)
     mass_before = sorted_probs.cumsum(-1) - sorted_probs
     drop_sorted = mass_before >= typical_p

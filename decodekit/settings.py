@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TypedDict
+from typing import TypedDict, TypeGuard
 
 from decodekit.errors import DecodekitError
 from decodekit.sampling import SamplingConfig
@@ -61,7 +61,7 @@ class GenerationSettings:
         return cls(max_new_tokens=max_new_tokens, sampling=sampling, seed=seed, stop=tuple(stop))
 
 
-def is_int(value: object) -> bool:
+def is_int(value: object) -> TypeGuard[int]:
     """An integer, but not a bool (True is an int in Python, never a sensible count)."""
     return isinstance(value, int) and not isinstance(value, bool)
 

@@ -79,7 +79,8 @@ def subtree(tokens: list[int], parents: list[int], kept: list[int]) -> tuple[lis
     ([5, 6, 8], [-1, 0, 1])
     """
     new_index = {ROOT: ROOT}
-    new_tokens, new_parents = [], []
+    new_tokens: list[int] = []
+    new_parents: list[int] = []
     for node in kept:
         if parents[node] not in new_index:
             raise ValueError(f"kept node {node} without its parent {parents[node]}")

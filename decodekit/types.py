@@ -54,7 +54,7 @@ class Draft:
         return list(range(-1, len(self.tokens) - 1)) if self.parents is None else self.parents
 
     @classmethod
-    def empty(cls) -> "Draft":
+    def empty(cls) -> Draft:
         return cls()
 
 

@@ -67,9 +67,10 @@ class Summary:
     def mean_category_speedup(self, method: str) -> float | None:
         """Unweighted mean of the per-category speedups; None unless every category has one."""
         cells = [self.get(method, c) for c in self.categories]
-        if not cells or any(cell is None or cell.speedup is None for cell in cells):
+        speedups = [cell.speedup for cell in cells if cell is not None and cell.speedup is not None]
+        if not cells or len(speedups) < len(cells):
             return None  # a mean over some categories only would not compare with the others
-        return mean(cell.speedup for cell in cells)
+        return mean(speedups)
 
 
 def summarize(records: list[QuestionRecord]) -> Summary:
@@ -118,11 +119,11 @@ def _key(record: QuestionRecord) -> tuple[str, int | str]:
 
 def step_totals(turns: list[TurnResult]) -> tuple[int | None, float | None]:
     """(steps, τ) over the turns that report steps; (None, None) when none does."""
-    stepped = [t for t in turns if t.steps is not None]
+    stepped = [(t.steps, t.new_tokens) for t in turns if t.steps is not None]
     if not stepped:
         return None, None
-    steps = sum(t.steps for t in stepped)
-    return steps, (sum(t.new_tokens for t in stepped) / steps if steps else None)
+    steps = sum(s for s, _ in stepped)
+    return steps, (sum(n for _, n in stepped) / steps if steps else None)
 
 
 def merge_histograms(turns: list[TurnResult]) -> dict[int, int]:

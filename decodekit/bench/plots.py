@@ -8,9 +8,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+import matplotlib.pyplot as plt
 
-from decodekit.bench.metrics import OVERALL, REFERENCE, Summary  # noqa: E402
+from decodekit.bench.metrics import OVERALL, REFERENCE, Summary
 
 
 def plot_speedup(summary: Summary, path: Path) -> None:
@@ -37,8 +37,8 @@ def plot_speedup(summary: Summary, path: Path) -> None:
 
 def plot_tau_histogram(summary: Summary, path: Path) -> None:
     """Grouped bars: share of verification steps that committed k tokens, per method."""
-    hists = {m: summary.get(m, OVERALL).accepted_hist for m in _compared_methods(summary)
-             if summary.get(m, OVERALL) and summary.get(m, OVERALL).accepted_hist}
+    cells = [summary.get(m, OVERALL) for m in _compared_methods(summary)]
+    hists = {cell.method: cell.accepted_hist for cell in cells if cell is not None and cell.accepted_hist}
     fig, ax = plt.subplots(figsize=(9, 4.5))
     if hists:
         ks = range(1, max(max(h) for h in hists.values()) + 1)

@@ -77,7 +77,7 @@ class QuestionRecord:
         return json.dumps(dataclasses.asdict(self))
 
     @classmethod
-    def from_dict(cls, data: dict) -> "QuestionRecord":
+    def from_dict(cls, data: dict) -> QuestionRecord:
         turns = []
         for t in data["turns"]:
             t = dict(t)

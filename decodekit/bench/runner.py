@@ -92,7 +92,7 @@ class MethodRunner:
         if self.decoder is None:  # stateless baselines
             results = [self.run(prompt_ids) for _ in range(repeats)]
         else:
-            start_state = copy.deepcopy(self.decoder.drafter) if repeats > 1 else None
+            start_state = copy.deepcopy(self.decoder.drafter)
             results = [self.run(prompt_ids)]
             carried_on = self.decoder.drafter
             for _ in range(repeats - 1):

@@ -39,10 +39,10 @@ def bench(
 ):
     """Benchmark decoding methods against decodekit AR and Hugging Face baselines."""
     from decodekit.bench.dataset import load_questions
-    from decodekit.machine import machine_info, peak_rss_mb
     from decodekit.bench.metrics import summarize
     from decodekit.bench.report import print_terminal, write_report
     from decodekit.bench.runner import BenchSettings, run_bench
+    from decodekit.machine import machine_info, peak_rss_mb
     from decodekit.methods import split_methods
     from decodekit.models.hf import load_backend
     from decodekit.sampling import SamplingConfig

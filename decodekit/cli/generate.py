@@ -12,9 +12,9 @@ from decodekit.cli.errors import exit_on_user_error
 from decodekit.drafters import METHODS, check_method
 from decodekit.errors import DecodekitError
 from decodekit.methods import parse_method
-from decodekit.prompts import check_text
-from decodekit.settings import GenerationSettings
 from decodekit.models.zoo import DEFAULT_MODEL
+from decodekit.prompts import check_text
+from decodekit.settings import GenerateOptions, GenerationSettings
 
 stderr = Console(stderr=True)
 
@@ -46,7 +46,7 @@ def generate(
         text = check_text(_read_stdin() if prompt == "-" else prompt, "the prompt")
         spec = parse_method(method)
         check_method(spec.name, spec.options)
-        options = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+        options: GenerateOptions = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                        min_p=min_p, typical_p=typical_p, seed=seed, stop=stop)
         GenerationSettings.from_options(options)  # bad settings fail before the model loads
         with stderr.status(f"loading {model} ({dtype})" + (", measuring methods on this prompt" if method == "auto" else "")):

@@ -84,4 +84,7 @@ def _check_option_types(method: str, options: dict) -> None:
             raise DecodekitError(f"bad option for method '{method}': {name} must be {kind}, got {value!r}")
 
 
-__all__ = ["Drafter", "NoDrafter", "PromptLookupDrafter", "TokenRecyclingDrafter", "CopySpecDrafter", "CompositeDrafter", "LookaheadDrafter", "AdedDrafter", "METHODS", "check_method", "make_drafter"]
+__all__ = [
+    "METHODS", "AdedDrafter", "CompositeDrafter", "CopySpecDrafter", "Drafter", "LookaheadDrafter", "NoDrafter",
+    "PromptLookupDrafter", "TokenRecyclingDrafter", "check_method", "make_drafter",
+]

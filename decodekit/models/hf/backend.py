@@ -8,6 +8,7 @@ releases and architectures without patching modeling code. It implements backend
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -18,6 +19,9 @@ from decodekit.models.hf.cache import HFCache
 from decodekit.tree import ancestor_mask, depths
 from decodekit.types import Draft
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 # Architectures whose state is not a per-token KV cache: rollback by cropping cannot work.
@@ -26,8 +30,8 @@ RECURRENT_TYPES = {"mamba", "mamba2", "falcon_mamba", "rwkv", "recurrent_gemma",
 
 @dataclass
 class HFBackend:
-    model: torch.nn.Module
-    tokenizer: object
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
     name: str = ""
 
     def __post_init__(self):
@@ -67,7 +71,10 @@ class HFBackend:
     @property
     def identity(self) -> str:
         device = self.device
-        where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{device.type}, {torch.get_num_threads()} threads"
+        if device.type == "cuda":
+            where = torch.cuda.get_device_name(device)
+        else:
+            where = f"{device.type}, {torch.get_num_threads()} threads"
         return f"{self.name} ({self.model.config.model_type}, {self.dtype_name}) on {where}"
 
     def new_cache(self) -> HFCache:
@@ -134,7 +141,7 @@ class HFBackend:
         return self.tokenizer.encode(text, add_special_tokens=True)
 
     def decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids, skip_special_tokens=True)
+        return str(self.tokenizer.decode(ids, skip_special_tokens=True))
 
     @property
     def has_chat_template(self) -> bool:
@@ -143,7 +150,7 @@ class HFBackend:
     def apply_chat_template(self, messages: list[dict]) -> list[int]:
         if not self.has_chat_template:
             raise DecodekitError(f"{self.name} has no chat template: pass a plain prompt instead of messages")
-        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        ids: Any = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
         return list(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
 
 
@@ -158,3 +165,9 @@ def _eos_ids(model, tokenizer) -> set[int]:
     if tokenizer.eos_token_id is not None:
         ids.add(tokenizer.eos_token_id)
     return ids
+
+
+if TYPE_CHECKING:
+    from decodekit.backend import Backend
+
+    _conforms: type[Backend] = HFBackend  # mypy checks HFBackend against the protocol here

@@ -3,6 +3,8 @@ benchmark compares decodekit with (plain greedy, its prompt lookup, its assisted
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from decodekit.models.hf.backend import HFBackend
@@ -25,7 +27,8 @@ def hf_generate(backend: HFBackend, prompt_ids: list[int], max_new_tokens: int, 
                        top_p=sampling.top_p, min_p=sampling.min_p or None, typical_p=sampling.typical_p)
     eos = sorted(backend.eos_token_ids)
     torch.manual_seed(seed)
+    model: Any = backend.model  # transformers types generate() through a decorator mypy cannot follow
     with torch.inference_mode():
-        out = backend.model.generate(torch.tensor([prompt_ids], device=backend.device), max_new_tokens=max_new_tokens,
+        out = model.generate(torch.tensor([prompt_ids], device=backend.device), max_new_tokens=max_new_tokens,
                                      eos_token_id=eos, pad_token_id=eos[0] if eos else 0, **options)
     return out[0, len(prompt_ids) :].tolist()

@@ -52,10 +52,11 @@ class HFCache:
             self.crop(start + len(offsets))
             return
         for layer in self.hf_cache.layers:
-            if not hasattr(layer, "keys") or layer.keys is None:
+            keys, values = getattr(layer, "keys", None), getattr(layer, "values", None)
+            if keys is None or values is None:
                 raise UnsupportedModelError("this model's cache layers cannot be compacted for tree drafts")
-            index = torch.tensor([start + o for o in offsets], device=layer.keys.device)
+            index = torch.tensor([start + o for o in offsets], device=keys.device)
             # [batch, heads, seq, head_dim]: move the accepted rows down, then cut.
-            layer.keys[:, :, start : start + len(offsets)] = layer.keys[:, :, index]
-            layer.values[:, :, start : start + len(offsets)] = layer.values[:, :, index]
+            keys[:, :, start : start + len(offsets)] = keys[:, :, index]
+            values[:, :, start : start + len(offsets)] = values[:, :, index]
         self.crop(start + len(offsets))

@@ -56,7 +56,8 @@ def load_backend(spec: str, dtype: str = "fp32", threads: int | None = None, cal
         if isinstance(error, OSError):
             raise ModelNotFoundError(f"cannot load model '{spec}' from {path}: {first_line}") from error
         raise UnsupportedModelError(f"model '{spec}' is not a supported causal LM: {first_line}") from error
-    backend = HFBackend(model=model.to(target), tokenizer=tokenizer, name=spec)
+    model.to(target)  # type: ignore[arg-type]  # transformers' wrapper of Module.to hides its signature
+    backend = HFBackend(model=model, tokenizer=tokenizer, name=spec)
     if calibrate:
         from decodekit.calibrate import load_or_measure
 
