@@ -1,9 +1,9 @@
 """The public API on a tiny model: input checks with clear messages, streaming, stop strings."""
 
 import pytest
-
-from decodekit import Decoder, DecodekitError
 from tiny import tiny_backend
+
+from decodekit import DecodekitError, Decoder
 
 
 @pytest.fixture(scope="module")

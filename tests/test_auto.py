@@ -1,14 +1,15 @@
 import pytest
+from tiny import tiny_backend
 
-from decodekit import Decoder, DecodekitError
+from decodekit import DecodekitError, Decoder
 from decodekit.auto import AutoChoice, choose_method
 from decodekit.drafters import NoDrafter
-from tiny import tiny_backend
 
 
 def test_auto_measures_every_candidate_and_keeps_the_fastest():
     backend = tiny_backend("llama")
-    choice = choose_method(backend, [[1, 2, 3, 1, 2, 3], [5, 6, 5, 6, 5]], ["ar", "prompt-lookup", "copy-spec"], max_new_tokens=12)
+    choice = choose_method(backend, [[1, 2, 3, 1, 2, 3], [5, 6, 5, 6, 5]], ["ar", "prompt-lookup", "copy-spec"],
+                           max_new_tokens=12)
     assert set(choice.tokens_per_s) == {"ar", "prompt-lookup", "copy-spec"}
     assert choice.method == max(choice.tokens_per_s, key=choice.tokens_per_s.get)
     assert choice.describe().startswith(f"auto picked {choice.method}")

@@ -3,14 +3,14 @@
 import json
 
 import pytest
+from tiny import byte_tokenizer, tiny_backend, tiny_model
 from typer.testing import CliRunner
 
 from decodekit.bench.dataset import Question
 from decodekit.bench.records import TurnResult
 from decodekit.bench.runner import MethodRunner, run_question
-from decodekit.methods import parse_method
 from decodekit.cli import app
-from tiny import byte_tokenizer, tiny_backend, tiny_model
+from decodekit.methods import parse_method
 
 runner = CliRunner()
 

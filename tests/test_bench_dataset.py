@@ -10,7 +10,6 @@ from decodekit.bench import dataset
 from decodekit.bench.dataset import MT_BENCH_SUBCATEGORIES, SPEC_BENCH_CATEGORIES, load_questions
 from decodekit.errors import DecodekitError
 
-
 ROWS = [
     {"question_id": 1, "category": "writing", "turns": ["a", "b"]},
     {"question_id": 2, "category": "coding", "turns": ["c", "d"]},

@@ -5,11 +5,11 @@ from rich.console import Console
 
 from decodekit.bench import report
 from decodekit.bench.divergence import ENDED
-from decodekit.machine import machine_info, peak_rss_mb
 from decodekit.bench.metrics import summarize
 from decodekit.bench.plots import plot_speedup, plot_tau_histogram
 from decodekit.bench.records import Divergence, QuestionRecord, TurnResult, read_records
 from decodekit.bench.report import print_terminal, render_markdown, write_report
+from decodekit.machine import machine_info, peak_rss_mb
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MACHINE = {"cpu": "TestCPU 9000", "logical_cores": 2, "torch": "2.13.0", "model": "tiny-llama"}
@@ -30,9 +30,11 @@ def make_records():
                                       identical_to_ar=True))
         records.append(QuestionRecord(qid, category, "hf-greedy", "hf", [turn(10, 1.25)], identical_to_ar=True))
     records[1].identical_to_ar = False  # prompt-lookup on question 1
-    records[1].divergence = Divergence(turn=0, position=5, ar_token=42, method_token=43, logit_gap=3e-4, tolerance=2e-2, is_bug=False)
+    records[1].divergence = Divergence(turn=0, position=5, ar_token=42, method_token=43, logit_gap=3e-4, tolerance=2e-2,
+                                       is_bug=False)
     records[8].identical_to_ar = False  # hf-greedy on question 3
-    records[8].divergence = Divergence(turn=1, position=0, ar_token=7, method_token=ENDED, logit_gap=None, tolerance=None, is_bug=True)
+    records[8].divergence = Divergence(turn=1, position=0, ar_token=7, method_token=ENDED, logit_gap=None, tolerance=None,
+                                       is_bug=True)
     return records
 
 

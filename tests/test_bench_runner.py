@@ -2,20 +2,22 @@
 use, but never from the answer they are being timed on (no warm-up on a measured question, and
 every repeat starts from the drafter state its turn started with)."""
 
+from typing import ClassVar
+
 import pytest
+from test_timing import FakeClock, FakeDevice
 
 from decodekit import drafters
 from decodekit.bench.dataset import Question
 from decodekit.bench.runner import WARM_UP_PROMPT, BenchSettings, run_bench
 from decodekit.types import Draft
-from test_timing import FakeClock, FakeDevice
 
 
 class LearningSpy:
     """A drafter that 'learns' every prompt it is reset with, and logs what it knew each time."""
 
     name = "spy"
-    log: list[tuple[list[tuple[int, ...]], tuple[int, ...]]] = []
+    log: ClassVar[list[tuple[list[tuple[int, ...]], tuple[int, ...]]]] = []
 
     def __init__(self):
         self.learned: list[tuple[int, ...]] = []

@@ -1,13 +1,22 @@
 import pytest
 
-from decodekit.budget import (AcceptanceEstimate, Budget, Calibration, LatencyCurve, Rate, best_draft_length,
-                              best_subtree, expected_tokens)
+from decodekit.budget import (
+    AcceptanceEstimate,
+    Budget,
+    Calibration,
+    LatencyCurve,
+    Rate,
+    best_draft_length,
+    best_subtree,
+    expected_tokens,
+)
 
 FLAT = LatencyCurve(prior={1: 1.0, 128: 1.0})  # a GPU-like curve: extra tokens are free
 STEEP = LatencyCurve(prior={1: 1.0, 2: 2.0, 128: 128.0})  # every token costs a full step
 
 
-@pytest.mark.parametrize("first, cont, k, expected", [(0.5, 0.5, 0, 1.0), (0.5, 0.5, 2, 1.75), (1.0, 1.0, 4, 5.0), (0.0, 1.0, 5, 1.0)])
+@pytest.mark.parametrize("first, cont, k, expected",
+                         [(0.5, 0.5, 0, 1.0), (0.5, 0.5, 2, 1.75), (1.0, 1.0, 4, 5.0), (0.0, 1.0, 5, 1.0)])
 def test_expected_tokens(first, cont, k, expected):
     assert expected_tokens(first, cont, k) == pytest.approx(expected)
 

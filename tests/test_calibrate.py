@@ -1,7 +1,8 @@
 import json
 
-from decodekit.calibrate import curve_path, load_or_measure, measure_curve
 from tiny import tiny_backend
+
+from decodekit.calibrate import curve_path, load_or_measure, measure_curve
 
 
 def test_measure_curve_is_relative_to_one_token():

@@ -3,11 +3,9 @@ import random
 import pytest
 
 from decodekit.budget import Budget, LatencyCurve
-from decodekit.drafters import CopySpecDrafter, NoDrafter
+from decodekit.drafters import CopySpecDrafter
 from decodekit.drafters.copy_spec import GramIndex, longest_span
 from decodekit.errors import DecodekitError
-from test_loop import prompts, run
-from tiny import ARCHITECTURES, tiny_backend
 
 FLAT = LatencyCurve(prior={1: 1.0, 128: 1.0})
 
@@ -51,12 +49,3 @@ def test_bad_options(kwargs):
     with pytest.raises(DecodekitError):
         CopySpecDrafter(**kwargs)
 
-
-@pytest.mark.parametrize("arch", ARCHITECTURES)
-@pytest.mark.parametrize("source", ["all", "prompt"])
-def test_greedy_exact_on_tiny_models(arch, source):
-    backend = tiny_backend(arch)
-    for prompt in prompts(8, seed=31):
-        expected, _ = run(backend, prompt, NoDrafter(), 40)
-        got, _ = run(backend, prompt, CopySpecDrafter(source=source, adaptive=False), 40)
-        assert got == expected

@@ -1,7 +1,7 @@
 import pytest
+from tiny import byte_tokenizer
 
 from decodekit.detok import IncrementalDecoder, StopStringFilter
-from tiny import byte_tokenizer
 
 TEXTS = ["plain ascii text", "héllo wörld", "emoji 🎉🚀 and 漢字 mixed", "ends mid 🎉"]
 

@@ -1,18 +1,18 @@
-"""The decode loop on tiny random models: every drafter is exact under greedy, the cache
-always holds exactly the committed tokens, and sampling is seeded."""
+"""The decode loop on tiny random models, driven by scripted drafters: wrong tokens anywhere
+in a draft never change the greedy output, the cache always holds exactly the committed tokens,
+and sampling is seeded. That every registered drafter is exact is tests/test_exactness.py."""
 
 import random
 
 import pytest
-import torch
+from tiny import ARCHITECTURES, VOCAB, tiny_backend
 
 from decodekit.budget import Budget
 from decodekit.drafters import NoDrafter, PromptLookupDrafter
 from decodekit.loop import decode
 from decodekit.sampling import SamplingConfig
-from decodekit.types import Draft, VerifyResult
+from decodekit.types import Draft
 from decodekit.verify import SeededRandomness
-from tiny import ARCHITECTURES, VOCAB, tiny_backend
 
 GREEDY = SamplingConfig()
 
@@ -62,32 +62,13 @@ def backend(request):
     return tiny_backend(request.param)
 
 
-@pytest.mark.parametrize("adaptive", [True, False])
-def test_prompt_lookup_equals_greedy(backend, adaptive):
-    for prompt in prompts(12):
-        for max_new in (1, 7, 40):
-            expected, _ = run(backend, prompt, NoDrafter(), max_new)
-            got, steps = run(backend, prompt, PromptLookupDrafter(adaptive=adaptive), max_new)
-            assert got == expected
-            assert len(got) == max_new or got[-1] in backend.eos_token_ids
-
-
-def test_prompt_lookup_drafts_and_accepts_on_repetitive_text(backend):
-    """Guards against an exactness test passing only because nothing was ever drafted."""
-    accepted = 0
-    for prompt in prompts(12):
-        _, steps = run(backend, prompt, PromptLookupDrafter(adaptive=False), 40)
-        accepted += sum(s.num_accepted for s in steps)
-    assert accepted > 20
-
-
 @pytest.mark.parametrize("tree", [False, True])
 def test_one_wrong_token_at_every_position(backend, tree):
     prompt = prompts(1, seed=3)[0]
     expected, _ = run(backend, prompt, NoDrafter(), 24)
     for j in range(len(expected)):
         wrong = lambda i, t, j=j: (t + 1) % (VOCAB - 2) if i == j else t
-        got, steps = run(backend, prompt, Scripted(len(prompt), expected, wrong, tree=tree), 24)
+        got, _ = run(backend, prompt, Scripted(len(prompt), expected, wrong, tree=tree), 24)
         assert got == expected, f"wrong token at {j}"
 
 
@@ -96,7 +77,7 @@ def test_garbage_drafts_still_give_greedy(backend):
     expected, _ = run(backend, prompt, NoDrafter(), 24)
     garbage = lambda i, t: (t * 7 + 3) % (VOCAB - 2)
     for tree in (False, True):
-        got, steps = run(backend, prompt, Scripted(len(prompt), expected, garbage, tree=tree), 24)
+        got, _ = run(backend, prompt, Scripted(len(prompt), expected, garbage, tree=tree), 24)
         assert got == expected
 
 
@@ -163,9 +144,10 @@ def test_seeded_sampling_is_reproducible_and_independent_of_drafts(backend):
     plain, _ = run(backend, prompt, NoDrafter(), 30, sampling, seed=11)
     a, _ = run(backend, prompt, PromptLookupDrafter(), 30, sampling, seed=11)
     b, _ = run(backend, prompt, PromptLookupDrafter(), 30, sampling, seed=11)
-    c, _ = run(backend, prompt, PromptLookupDrafter(), 30, sampling, seed=12)
     assert a == b == plain  # deterministic drafts draw exactly what plain sampling draws
-    assert a != c
+    # Other seeds sample other text (a sharp model may agree on one seed: EOS after a token or two).
+    others = {tuple(run(backend, prompt, PromptLookupDrafter(), 30, sampling, seed=s)[0]) for s in (12, 13, 14, 15)}
+    assert others - {tuple(a)}
 
 
 def test_stops_at_eos():

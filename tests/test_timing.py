@@ -6,6 +6,7 @@ A fake device makes this exact and independent of the machine: its forwards only
 its clock advances only when `synchronize()` waits for that work."""
 
 import time
+from typing import ClassVar
 
 import pytest
 import torch
@@ -52,7 +53,7 @@ class FakeDevice:
     dtype_name = "fp32"
     context_length = 4096
     vocab_size = VOCAB
-    eos_token_ids: set[int] = set()
+    eos_token_ids: ClassVar[set[int]] = set()
     has_chat_template = False
 
     def __init__(self, clock: FakeClock, seconds=lambda n: 0.010 + 0.002 * n, launch_s: float = 0.0001):

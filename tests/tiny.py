@@ -35,9 +35,13 @@ def byte_tokenizer() -> PreTrainedTokenizerFast:
 
 
 def _config(arch: str):
+    # Untied for every architecture (Gemma 3 ties by default): tiny_model sharpens the output
+    # matrix, and scaling a tied one would scale the input embeddings with it, so a tied tiny
+    # model would keep near-uniform logits. Loading and decoding never depend on the tie.
     common = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                  eos_token_id=VOCAB - 2, bos_token_id=VOCAB - 1, pad_token_id=None)
+                  eos_token_id=VOCAB - 2, bos_token_id=VOCAB - 1, pad_token_id=None,
+                  tie_word_embeddings=False)
     if arch == "llama":
         return LlamaConfig(**common)
     if arch == "qwen2":
@@ -55,8 +59,10 @@ def tiny_model(arch: str, seed: int = 0) -> torch.nn.Module:
     model = AutoModelForCausalLM.from_config(_config(arch), dtype=torch.float32)
     # Sharpen the output layer: random tiny models are otherwise near-uniform, which makes
     # greedy decoding a sequence of near-ties and hides real bugs behind numerics.
+    if model.lm_head.weight is model.get_input_embeddings().weight:
+        raise AssertionError(f"tiny {arch} ties its output matrix to the embeddings: it cannot be sharpened")
     with torch.no_grad():
-        model.lm_head.weight.mul_(8.0) if not model.config.tie_word_embeddings else None
+        model.lm_head.weight.mul_(8.0)
     return model.eval()
 
 
