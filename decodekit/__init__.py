@@ -4,8 +4,7 @@ from decodekit.api import Decoder, generate, stream
 from decodekit.errors import DecodekitError
 from decodekit.sampling import SamplingConfig
 from decodekit.types import Draft, GenerationResult, GenerationStats, VerifyResult
-
-__version__ = "0.1.0"
+from decodekit.version import __version__
 
 __all__ = [
     "DecodekitError",

@@ -67,7 +67,7 @@ def _version(package: str) -> str:
         return metadata.version(package)
     except metadata.PackageNotFoundError:
         if package == "decodekit":  # run from a source tree that was never installed
-            from decodekit import __version__
+            from decodekit.version import __version__
 
             return __version__
         return "not installed"

@@ -53,12 +53,10 @@ class HFBackend:
             else None
         )
         self.eos_token_ids: set[int] = _eos_ids(self.model, self.tokenizer)
+        # Read once: the loop asks for it several times per step (inputs, masks, synchronize).
+        self.device: torch.device = next(self.model.parameters()).device
         # Forward cost by input size on this machine, learned while decoding (budget.py).
         self.latency = LatencyCurve()
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
 
     @property
     def dtype(self) -> torch.dtype:
