@@ -15,8 +15,8 @@ from typing import Unpack
 from decodekit.auto import AutoChoice, choose_method
 from decodekit.backend import Backend
 from decodekit.detok import IncrementalDecoder, StopStringFilter
-from decodekit.drafters import check_method, make_drafter
-from decodekit.drafters.base import Drafter
+from decodekit.drafters import LOSSY, check_method, make_drafter, make_lossy
+from decodekit.drafters.base import Drafter, NoDrafter, attach_target
 from decodekit.errors import DecodekitError
 from decodekit.loop import decode
 from decodekit.models.hf import load_backend
@@ -58,9 +58,16 @@ class Decoder:
         if method == "auto" and not (isinstance(sample, (list, tuple)) and sample):
             raise DecodekitError("method='auto' needs sample=, a non-empty list of prompts like the ones you will "
                                  f"send, to measure the methods on; got {sample!r}")
-        drafter = None if method == "auto" else make_drafter(method, **method_options)
+        lossy = make_lossy(method, **method_options) if method in LOSSY else None
+        drafter = None if method == "auto" else NoDrafter() if lossy else make_drafter(method, **method_options)
         self.backend: Backend = (load_backend(model, dtype=dtype, threads=threads, device=device)
                                  if isinstance(model, str) else model)
+        # The model that decodes: a lossy method swaps in an approximation of it.
+        self.full_backend: Backend = self.backend
+        if lossy is not None:
+            self.backend = lossy.backend(self.backend)
+        if drafter is not None:
+            attach_target(drafter, self.backend)  # a draft model loads, and a bad pairing fails, here
         self.method = method
         self.auto_choice: AutoChoice | None = None
         if drafter is None:

@@ -69,6 +69,12 @@ class LatencyCurve:
     def __call__(self, num_tokens: int) -> float:
         return _interpolate(self.points(), num_tokens)
 
+    def seconds(self, num_tokens: int = 1) -> float | None:
+        """Measured wall time of a forward over `num_tokens` tokens (moving average), if any:
+        what a second model's forwards are priced against (a draft model's cost is relative
+        to the target's one-token step)."""
+        return self._seconds.get(num_tokens)
+
 
 def _interpolate(points: dict[int, float], x: int) -> float:
     """Piecewise-linear through the points; flat below the first, extrapolated past the last."""

@@ -42,7 +42,7 @@ def decode(
     history = list(prompt_ids)
     pending = list(prompt_ids)
     produced = 0
-    drafter.reset(prompt_ids)
+    drafter.reset(prompt_ids, sampling, rng)
     while True:
         t0 = _clock(backend)
         # A step feeds history[len(cache):] + draft, so the context must have room for all of it.

@@ -35,12 +35,29 @@ class Draft:
     # [len(tokens), vocab]: the distribution each token was drawn from. None means the drafter
     # is deterministic (prompt lookup, recycling, Jacobi): its tokens are point masses.
     draft_probs: torch.Tensor | None = None
+    # How the verifier chooses among siblings drawn from a distribution (draft_probs given):
+    #   "recursive": children are tried in draft order, each against its own draft_probs row
+    #       (recursive rejection sampling: siblings drawn i.i.d., as SpecInfer does, or without
+    #       replacement, as Recursive Speculative Decoding does, with each row the distribution
+    #       that sibling was actually drawn from);
+    #   "k-seq": SpecTr's k-sequential selection over k i.i.d. draft sequences merged into one
+    #       trie. `draws[node]` lists the children of `node` (ROOT included) in the order the
+    #       sequences through `node` reached them, repeats included, so len(draws[ROOT]) == k.
+    rule: Literal["recursive", "k-seq"] = "recursive"
+    draws: dict[int, list[int]] | None = None
 
     def __post_init__(self):
         if self.parents is not None:
             if len(self.parents) != len(self.tokens):
                 raise ValueError(f"draft has {len(self.tokens)} tokens but {len(self.parents)} parents")
             check_parents_first(self.parents)
+        if self.rule == "k-seq":
+            if self.draft_probs is None or self.draws is None:
+                raise ValueError("a k-seq draft needs draft_probs and draws")
+            parents = self.parent_list()
+            for node, drawn in self.draws.items():
+                if any(parents[child] != node for child in drawn):
+                    raise ValueError(f"draws[{node}] lists a node that is not a child of {node}")
 
     def __len__(self) -> int:
         return len(self.tokens)

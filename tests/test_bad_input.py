@@ -73,6 +73,17 @@ CASES = [
     cli("gen-method-composite-options", [*GEN, "--method", "ar+prompt-lookup[max_draft=2]"], r"composite"),
     cli("gen-auto-options", [*GEN, "--method", "auto[max_draft=2]"], r"auto.*no method options"),
     cli("gen-top-p-zero", [*GEN, "--top-p", "0"], r"top_p must be in \(0, 1\]"),
+    # draft models
+    cli("gen-draft-model-without-draft", [*GEN, "--method", "draft-model"], r"'draft-model' needs a draft model.*--draft"),
+    cli("gen-draft-for-a-method-without-one", [*GEN, "--method", "prompt-lookup", "--draft", "{model}"],
+        r"--draft is for methods that draft with a second model.*not 'prompt-lookup'"),
+    cli("gen-draft-model-bad-stop", [*GEN, "--method", "draft-model[stop=never]", "--draft", "{model}"],
+        r"stop must be one of cost, threshold, fixed"),
+    cli("gen-draft-model-missing", [*GEN, "--method", "spectr", "--draft", "{missing}"], r"missing"),
+    cli("gen-draft-other-tokenizer", [*GEN, "--method", "rsd", "--draft", "{other_tokenizer}"],
+        r"does not share the tokenizer"),
+    cli("gen-self-spec-bad-speedup", [*GEN, "--method", "self-spec[speedup=0.5]"], r"speedup must be a finite number >= 1"),
+    cli("gen-layer-skip-too-fast", [*GEN, "--method", "layer-skip[speedup=4]"], r"speedup"),
     cli("gen-top-p-big", [*GEN, "--top-p", "1.5"], r"top_p must be in \(0, 1\]"),
     cli("gen-top-k-negative", [*GEN, "--top-k", "-1"], r"top_k must be >= 0"),
     cli("gen-min-p-one", [*GEN, "--min-p", "1"], r"min_p must be in \[0, 1\)"),
@@ -109,6 +120,8 @@ CASES = [
     cli("bench-method-composite-part", [*BENCH, "--methods", "ar,ar+nope"], r"unknown method 'nope'"),
     cli("bench-method-twice", [*BENCH, "--methods", "ar,prompt-lookup,prompt-lookup"], r"listed twice"),
     cli("bench-method-bad-option", [*BENCH, "--methods", "ar,prompt-lookup[max_draft=0]"], r"max_draft must be >= 1"),
+    cli("bench-draft-method-without-draft", [*BENCH, "--methods", "ar,draft-model"], r"needs a draft model"),
+    cli("bench-ar-dtype-unknown", [*BENCH, "--methods", "ar,ar@int8"], r"ar@int8.*ar@DTYPE"),
     cli("bench-method-unknown-option", [*BENCH, "--methods", "ar,aded[nope=1]"], r"aded.*no option 'nope'"),
     cli("bench-baseline-options", [*BENCH, "--methods", "ar,hf-greedy[x=1]"], r"baselines take no options"),
     cli("bench-repeats-zero", [*BENCH, "--repeats", "0"], r"repeats must be >= 1"),
@@ -201,13 +214,16 @@ def files(tmp_path_factory) -> dict[str, str]:
     tiny_model("llama").save_pretrained(model)
     byte_tokenizer().save_pretrained(model)
     (root / "not-a-model").mkdir()
+    other = root / "other-tokenizer"  # the same tiny model behind a tokenizer with other ids
+    tiny_model("llama").save_pretrained(other)
+    byte_tokenizer(reverse=True).save_pretrained(other)
     dataset = root / "q.jsonl"
     dataset.write_text(json.dumps({"question_id": 1, "category": "qa", "turns": ["abc abc"]}) + "\n")
     bad = root / "bad.jsonl"
     bad.write_text(dataset.read_text() + "{not json\n")
     return {"{model}": str(model), "{dataset}": str(dataset), "{bad_dataset}": str(bad),
             "{missing}": str(root / "missing"), "{not_a_model}": str(root / "not-a-model"),
-            "{out}": str(root / "out")}
+            "{out}": str(root / "out"), "{other_tokenizer}": str(other)}
 
 
 @pytest.fixture(scope="module")

@@ -1,19 +1,32 @@
 """The benchmark's arithmetic on synthetic records, against values worked out by hand."""
 
+import math
+
 import pytest
 
-from decodekit.bench.metrics import OVERALL, step_totals, summarize, time_split
+from decodekit.bench.metrics import (
+    OVERALL,
+    acceptance_rate,
+    agreement,
+    fastest_ar,
+    perplexity,
+    step_totals,
+    summarize,
+    time_split,
+)
 from decodekit.bench.records import Divergence, QuestionRecord, TurnResult
 
 
-def turn(tokens, seconds, steps=None, hist=None, split=None):
+def turn(tokens, seconds, steps=None, hist=None, split=None, drafted=None, nll=None):
     draft_s, forward_s, other_s = split or (None, None, None)
     return TurnResult(prompt_tokens=10, new_tokens=tokens, wall_s=seconds, token_ids=list(range(tokens)), text="x",
-                      steps=steps, accepted_hist=hist, draft_s=draft_s, forward_s=forward_s, other_s=other_s)
+                      steps=steps, accepted_hist=hist, drafted_tokens=drafted, nll=nll, draft_s=draft_s,
+                      forward_s=forward_s, other_s=other_s)
 
 
-def record(qid, category, method, turns, backend="decodekit", identical=None):
-    return QuestionRecord(qid, category, method, backend, turns, identical_to_ar=identical)
+def record(qid, category, method, turns, backend="decodekit", identical=None, agreed=None, compared=None):
+    return QuestionRecord(qid, category, method, backend, turns, identical_to_ar=identical, agreed_tokens=agreed,
+                          compared_tokens=compared)
 
 
 RECORDS = [
@@ -142,3 +155,118 @@ def test_time_split_is_share_of_summed_parts(summary):
 def test_empty_input_gives_an_empty_summary():
     empty = summarize([])
     assert (empty.methods, empty.categories, empty.cells) == ([], [], {})
+
+
+def speeds(method, per_question, category="a"):
+    """One record per question, each one turn of `tokens` in 1 s: its speed is `tokens` tok/s."""
+    return [record(qid, category, method, [turn(tokens, 1.0)]) for qid, tokens in per_question.items()]
+
+
+def test_fastest_ar_is_the_ar_row_with_the_highest_mean_speed():
+    # ar: mean(10, 20) = 15; ar@bf16: mean(24, 36) = 30; x is faster still, but is not AR
+    records = [*speeds("ar", {1: 10, 2: 20}), *speeds("ar@bf16", {1: 24, 2: 36}), *speeds("x", {1: 90, 2: 90})]
+    assert fastest_ar(records) == "ar@bf16"
+    assert summarize(records).fastest_ar == "ar@bf16"
+    slower = [*speeds("ar", {1: 10, 2: 20}), *speeds("ar@bf16", {1: 5, 2: 10})]  # mean 7.5 < 15
+    assert fastest_ar(slower) == "ar"
+    assert fastest_ar(speeds("ar", {1: 10})) == "ar"
+    assert fastest_ar(speeds("x", {1: 10})) == "ar"  # no AR row at all: the reference name
+    assert fastest_ar([]) == "ar" and summarize([]).fastest_ar == "ar"
+    # Only `ar` and `ar@DTYPE` are AR rows: a fast method whose name merely starts with "ar" is not.
+    assert fastest_ar([*speeds("ar", {1: 10}), *speeds("ar-fast", {1: 99}), *speeds("arx@bf16", {1: 99})]) == "ar"
+
+
+def test_speedup_vs_fastest_ar_when_another_dtype_is_faster():
+    # ar 15 tok/s on average, ar@bf16 30, x mean(45, 27) = 36
+    records = [*speeds("ar", {1: 10, 2: 20}), *speeds("ar@bf16", {1: 24, 2: 36}), *speeds("x", {1: 45, 2: 27})]
+    summary = summarize(records)
+    x = summary.cell("x", OVERALL)
+    assert x.speedup == pytest.approx(36 / 15)  # 2.4
+    assert x.speedup_fastest_ar == pytest.approx(36 / 30)  # 1.2
+    assert x.speedup is not None and x.speedup_fastest_ar is not None
+    assert x.speedup_fastest_ar / x.speedup == pytest.approx(15 / 30)  # exactly AR's speed over bf16 AR's
+    assert summary.cell("x", "a").speedup_fastest_ar == pytest.approx(1.2)
+    bf16 = summary.cell("ar@bf16", OVERALL)
+    assert (bf16.speedup, bf16.speedup_fastest_ar) == (pytest.approx(2.0), pytest.approx(1.0))
+    ar = summary.cell("ar", OVERALL)
+    assert (ar.speedup, ar.speedup_fastest_ar) == (pytest.approx(1.0), pytest.approx(0.5))
+
+
+def test_speedup_vs_fastest_ar_equals_speedup_when_ar_is_fastest():
+    records = [*speeds("ar", {1: 10, 2: 20}), *speeds("ar@bf16", {1: 5, 2: 10}), *speeds("x", {1: 45, 2: 27})]
+    summary = summarize(records)
+    assert summary.fastest_ar == "ar"
+    for method in ["x", "ar@bf16", "ar"]:
+        cell = summary.cell(method, OVERALL)
+        assert cell.speedup_fastest_ar == cell.speedup
+    assert summary.cell("x", OVERALL).speedup == pytest.approx(36 / 15)
+    assert summary.cell("ar@bf16", OVERALL).speedup == pytest.approx(7.5 / 15)
+
+
+def test_speedup_vs_fastest_ar_pairs_questions_like_speedup():
+    # x answered question 1 only: 45 against ar's 10 and ar@bf16's 24 on that question
+    records = [*speeds("ar", {1: 10, 2: 20}), *speeds("ar@bf16", {1: 24, 2: 36}), *speeds("x", {1: 45})]
+    x = summarize(records).cell("x", OVERALL)
+    assert x.speedup == pytest.approx(45 / 10)
+    assert x.speedup_fastest_ar == pytest.approx(45 / 24)  # not 45 / mean(24, 36)
+    # x in a category without the fastest AR row has no speedup against it
+    lone = [*speeds("ar", {1: 10}), *speeds("ar@bf16", {1: 24}), *speeds("ar", {2: 10}, "b"), *speeds("x", {2: 30}, "b")]
+    cell = summarize(lone).cell("x", "b")
+    assert (cell.speedup, cell.speedup_fastest_ar) == (pytest.approx(3.0), None)
+
+
+def test_fastest_ar_is_chosen_overall_and_used_in_every_category():
+    # a: ar 10, ar@bf16 20; b: ar 30, ar@bf16 25. Overall ar mean(10, 30) = 20 < ar@bf16 mean(20, 25) = 22.5.
+    records = [*speeds("ar", {1: 10}), *speeds("ar@bf16", {1: 20}), *speeds("x", {1: 40}),
+               *speeds("ar", {2: 30}, "b"), *speeds("ar@bf16", {2: 25}, "b"), *speeds("x", {2: 50}, "b")]
+    summary = summarize(records)
+    assert summary.fastest_ar == "ar@bf16"
+    # in b, AR itself is faster than ar@bf16, but the reference stays the overall fastest row
+    assert summary.cell("x", "b").speedup_fastest_ar == pytest.approx(50 / 25)
+    assert summary.cell("x", "b").speedup == pytest.approx(50 / 30)
+    assert summary.cell("x", "a").speedup_fastest_ar == pytest.approx(40 / 20)
+    assert summary.cell("x", OVERALL).speedup_fastest_ar == pytest.approx(45 / 22.5)
+
+
+def test_acceptance_rate_is_accepted_over_drafted_summed_over_turns():
+    turns = [
+        turn(10, 1.0, steps=4, drafted=12),  # 10 - 4 = 6 accepted of 12
+        turn(9, 1.0, steps=3, drafted=8),  # 6 of 8
+        turn(5, 1.0, drafted=5),  # no steps: not counted
+        turn(7, 1.0, steps=7),  # no drafted count: not counted
+    ]
+    assert acceptance_rate(turns) == pytest.approx((6 + 6) / (12 + 8))  # 0.6, not mean(0.5, 0.75)
+    assert acceptance_rate([turn(5, 1.0, steps=5, drafted=0)]) is None  # AR: nothing drafted
+    assert acceptance_rate([turn(5, 1.0, steps=5)]) is None
+    assert acceptance_rate([]) is None
+    records = [record(1, "a", "ar", [turn(5, 1.0, steps=5, drafted=0)]), record(1, "a", "pl", turns[:2]),
+               record(2, "a", "pl", [turn(4, 1.0, steps=2, drafted=5)])]  # 2 of 5
+    summary = summarize(records)
+    assert summary.cell("pl", OVERALL).acceptance_rate == pytest.approx((6 + 6 + 2) / (12 + 8 + 5))
+    assert summary.cell("ar", OVERALL).acceptance_rate is None
+
+
+def test_perplexity_is_exp_of_nll_per_token_over_scored_turns():
+    turns = [turn(4, 1.0, nll=2.0), turn(6, 1.0, nll=3.0), turn(10, 1.0)]  # the last was not scored
+    assert perplexity(turns) == pytest.approx(math.exp((2.0 + 3.0) / (4 + 6)))  # e ** 0.5, not the mean of e ** (nll / n)
+    assert perplexity([turn(0, 1.0, nll=0.0), turn(2, 1.0, nll=1.0)]) == pytest.approx(math.exp(0.5))
+    assert perplexity([turn(0, 1.0, nll=0.0)]) is None
+    assert perplexity([turn(3, 1.0)]) is None
+    records = [record(1, "a", "ar", [turn(4, 1.0, nll=2.0)]), record(2, "a", "ar", [turn(6, 1.0, nll=3.0)]),
+               record(1, "a", "pl", [turn(4, 1.0)])]
+    summary = summarize(records)
+    assert summary.cell("ar", "a").perplexity == pytest.approx(math.exp(0.5))
+    assert summary.cell("pl", "a").perplexity is None
+
+
+def test_agreement_is_agreed_over_compared_tokens_summed_over_records():
+    records = [record(1, "a", "skip", [turn(4, 1.0)], agreed=3, compared=4),
+               record(2, "a", "skip", [turn(6, 1.0)], agreed=5, compared=6),
+               record(3, "a", "skip", [turn(6, 1.0)])]  # not compared (a sampling run)
+    assert agreement(records) == pytest.approx((3 + 5) / (4 + 6))  # 0.8, not mean(0.75, 0.83)
+    assert agreement(records[2:]) is None
+    assert agreement([record(1, "a", "skip", [turn(0, 1.0)], agreed=0, compared=0)]) is None
+    assert agreement([]) is None
+    summary = summarize([record(1, "a", "ar", [turn(4, 1.0)]), *records])
+    assert summary.cell("skip", OVERALL).agreement == pytest.approx(0.8)
+    assert summary.cell("ar", OVERALL).agreement is None

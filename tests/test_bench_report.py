@@ -1,5 +1,7 @@
 """report.md, the terminal tables and the plots, from synthetic records (no model)."""
 
+import json
+
 import pytest
 from rich.console import Console
 
@@ -7,7 +9,7 @@ from decodekit.bench import report
 from decodekit.bench.divergence import ENDED
 from decodekit.bench.metrics import summarize
 from decodekit.bench.plots import plot_speedup, plot_tau_histogram
-from decodekit.bench.records import Divergence, QuestionRecord, TurnResult, read_records
+from decodekit.bench.records import Divergence, QuestionRecord, TurnResult, read_records, write_records
 from decodekit.bench.report import print_terminal, render_markdown, write_report
 from decodekit.machine import machine_info, peak_rss_mb
 
@@ -16,9 +18,9 @@ MACHINE = {"cpu": "TestCPU 9000", "logical_cores": 2, "torch": "2.13.0", "model"
 COMMAND = "decodekit bench --model tiny-llama --methods ar,prompt-lookup,hf-greedy"
 
 
-def turn(tokens, seconds, steps=None, hist=None):
+def turn(tokens, seconds, steps=None, hist=None, nll=None):
     return TurnResult(prompt_tokens=10, new_tokens=tokens, wall_s=seconds, token_ids=list(range(tokens)), text="x",
-                      steps=steps, accepted_hist=hist, draft_s=0.1 if steps else None,
+                      steps=steps, accepted_hist=hist, nll=nll, draft_s=0.1 if steps else None,
                       forward_s=0.8 if steps else None, other_s=0.1 if steps else None)
 
 
@@ -60,7 +62,7 @@ def test_markdown_tables_hold_the_numbers(records):
     assert "0.80×" in text  # hf-greedy: 8 vs 10 tok/s
     assert "| prompt-lookup | 20.0 | 20.0 | 20.0 |" in text  # tokens/s
     assert "| prompt-lookup | 2.50 | 2.50 | 2.50 |" in text  # τ = 10 / 4
-    assert "| prompt-lookup | 30 | 1.5 | 12 | 2.50 | 1:6 4:6 | 2/3 (67%) | 10% / 80% / 10% |" in text
+    assert "| prompt-lookup | 30 | 1.5 | 2.00× | 2.00× | 12 | 2.50 | – | 1:6 4:6 | 2/3 (67%) | 10% / 80% / 10% |" in text
     assert "| prompt-lookup | 1/2 (50%) | 1/1 (100%) | 2/3 (67%) |" in text
     assert "hf-greedy (transformers generate(), plain decoding) | 2/2 (100%) | 0/1 (0%), 1 BUG | 2/3 (67%), 1 BUG |" in text
 
@@ -149,3 +151,89 @@ def test_machine_info_names_what_the_numbers_depend_on():
         assert info[key] not in (None, ""), key
     assert (info["dtype"], info["torch_threads"]) == ("fp32", 2)
     assert peak_rss_mb() > 10  # this process has imported torch
+
+
+def test_records_keep_drafted_tokens_nll_and_agreement_through_results_jsonl(tmp_path):
+    turns = [TurnResult(prompt_tokens=7, new_tokens=5, wall_s=0.5, token_ids=[1, 2, 3, 4, 5], text="hello", steps=2,
+                        accepted_hist={1: 1, 4: 1}, drafted_tokens=6, nll=3.25, draft_s=0.1, forward_s=0.3, other_s=0.1),
+             TurnResult(prompt_tokens=9, new_tokens=0, wall_s=0.1, token_ids=[], text="", nll=0.0)]
+    written = [QuestionRecord(1, "qa", "layer-skip", "decodekit", turns, agreed_tokens=3, compared_tokens=8),
+               QuestionRecord("q2", "qa", "ar", "decodekit", [turn(2, 1.0, 2, {1: 2})])]
+    write_records(tmp_path / "results.jsonl", written)
+    read = read_records(tmp_path / "results.jsonl")
+    assert read == written
+    first = read[0].turns[0]
+    assert (first.drafted_tokens, first.nll, first.accepted_hist) == (6, 3.25, {1: 1, 4: 1})
+    assert read[0].turns[1].nll == 0.0  # a scored empty answer stays scored
+    assert (read[0].agreed_tokens, read[0].compared_tokens) == (3, 8)
+    assert (read[1].turns[0].drafted_tokens, read[1].turns[0].nll, read[1].agreed_tokens, read[1].compared_tokens) == (
+        None, None, None, None)
+    assert QuestionRecord.from_dict(json.loads(written[0].to_json())) == written[0]
+
+
+def test_records_written_before_these_fields_still_read():
+    old = {"question_id": 1, "category": "qa", "method": "ar", "backend": "decodekit", "divergence": None,
+           "identical_to_ar": None,
+           "turns": [{"prompt_tokens": 3, "new_tokens": 2, "wall_s": 1.0, "token_ids": [4, 5], "text": "x", "steps": 2,
+                      "accepted_hist": {"1": 2}, "draft_s": None, "forward_s": None, "other_s": None}]}
+    record = QuestionRecord.from_dict(old)
+    assert (record.turns[0].drafted_tokens, record.turns[0].nll) == (None, None)
+    assert (record.agreed_tokens, record.compared_tokens) == (None, None)
+    assert record.turns[0].accepted_hist == {1: 2}
+
+
+def lossy_records(agreement=True):
+    """AR: 4 tokens in 1 s and 6 in 1 s (mean 5 tok/s), nll 2.0 + 3.0 over 10 tokens: perplexity e ** 0.5 = 1.65.
+    layer-skip: the same tokens in 0.5 s (10 tok/s: 2.00×), nll 6.0 + 4.0 over 10 tokens: perplexity e = 2.72;
+    3 of AR's 4 tokens kept on question 1, none of its 6 on question 2: agreement 3 / 10 = 30.0%."""
+    records = [
+        QuestionRecord(1, "qa", "ar", "decodekit", [turn(4, 1.0, 4, {1: 4}, nll=2.0)]),
+        QuestionRecord(1, "qa", "layer-skip[exit_layer=2]", "decodekit", [turn(4, 0.5, 4, {1: 4}, nll=6.0)],
+                       agreed_tokens=3, compared_tokens=4),
+        QuestionRecord(1, "qa", "prompt-lookup", "decodekit", [turn(4, 0.8, 2, {2: 2})], identical_to_ar=True),
+        QuestionRecord(2, "qa", "ar", "decodekit", [turn(6, 1.0, 6, {1: 6}, nll=3.0)]),
+        QuestionRecord(2, "qa", "layer-skip[exit_layer=2]", "decodekit", [turn(6, 0.5, 6, {1: 6}, nll=4.0)],
+                       agreed_tokens=0, compared_tokens=6),
+        QuestionRecord(2, "qa", "prompt-lookup", "decodekit", [turn(6, 1.2, 3, {2: 3})], identical_to_ar=True),
+    ]
+    if not agreement:  # a sampling run: nothing compared with AR
+        for r in records:
+            r.agreed_tokens = r.compared_tokens = None
+    return records
+
+
+def test_markdown_shows_what_lossy_methods_give_up():
+    records = lossy_records()
+    text = render_markdown(summarize(records), records, MACHINE, COMMAND)
+    assert "## Lossy methods: what they give up" in text
+    assert "| method | speedup vs AR | agreement with AR | perplexity (full model) |" in text
+    assert "| layer-skip[exit_layer=2] | 2.00× | 30.0% | 2.72 |" in text
+    assert "| ar | 1.00× | – | 1.65 |" in text
+    assert "| prompt-lookup | 1.00× |" not in text.split("## Lossy methods")[1].split("##")[0]  # unscored: not listed
+    sampled = lossy_records(agreement=False)
+    text = render_markdown(summarize(sampled), sampled, MACHINE, COMMAND)
+    assert "| layer-skip[exit_layer=2] | 2.00× | – | 2.72 |" in text
+
+
+def test_markdown_has_no_lossy_section_without_a_lossy_method(records):
+    assert "Lossy methods" not in render_markdown(summarize(records), records, MACHINE, COMMAND)
+    # AR is scored whenever it runs beside a lossy method; on its own its perplexity is no section
+    scored_ar = [r for r in lossy_records() if not r.method.startswith("layer-skip")]
+    assert summarize(scored_ar).cell("ar", "overall").perplexity is not None
+    assert "Lossy methods" not in render_markdown(summarize(scored_ar), scored_ar, MACHINE, COMMAND)
+
+
+def test_markdown_names_the_fastest_ar_row(records):
+    text = render_markdown(summarize(records), records, MACHINE, COMMAND)
+    assert "vs fastest AR: against `ar`, the fastest AR row" in text
+    # AR with the model in bf16 at 12.5 tok/s beats AR's 10
+    records += [QuestionRecord(qid, category, "ar@bf16", "decodekit", [turn(10, 0.8, 10, {1: 10})])
+                for qid, category in [(1, "mt_bench"), (2, "mt_bench"), (3, "summarization")]]
+    text = render_markdown(summarize(records), records, MACHINE, COMMAND)
+    assert "vs fastest AR: against `ar@bf16`, the fastest AR row" in text
+    header = "| method | new tokens | wall s | speedup vs AR | vs fastest AR | steps | τ | acceptance |"
+    assert header in text
+    # prompt-lookup: 20 tok/s, 2.00× AR's 10 and 1.60× ar@bf16's 12.5
+    assert "| prompt-lookup | 30 | 1.5 | 2.00× | 1.60× | 12 | 2.50 | – | 1:6 4:6 | 2/3 (67%) | 10% / 80% / 10% |" in text
+    assert "| ar@bf16 | 30 | 2.4 | 1.25× | 1.00× | 30 | 1.00 | – | 1:30 | – | 10% / 80% / 10% |" in text
+    assert "| ar (decodekit, the reference) | 30 | 3.0 | 1.00× | 0.80× | 30 | 1.00 |" in text

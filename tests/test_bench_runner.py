@@ -2,14 +2,21 @@
 use, but never from the answer they are being timed on (no warm-up on a measured question, and
 every repeat starts from the drafter state its turn started with)."""
 
+import re
+from itertools import takewhile
 from typing import ClassVar
 
 import pytest
+import torch
 from test_timing import FakeClock, FakeDevice
+from tiny import tiny_backend
 
 from decodekit import drafters
 from decodekit.bench.dataset import Question
-from decodekit.bench.runner import WARM_UP_PROMPT, BenchSettings, run_bench
+from decodekit.bench.records import QuestionRecord, TurnResult
+from decodekit.bench.runner import WARM_UP_PROMPT, BenchSettings, count_agreement, run_bench, score_turns
+from decodekit.errors import DecodekitError
+from decodekit.prompts import conversation_ids
 from decodekit.types import Draft
 
 
@@ -22,7 +29,7 @@ class LearningSpy:
     def __init__(self):
         self.learned: list[tuple[int, ...]] = []
 
-    def reset(self, prompt_ids):
+    def reset(self, prompt_ids, sampling=None, rng=None):
         LearningSpy.log.append((list(self.learned), tuple(prompt_ids)))
         self.learned.append(tuple(prompt_ids))
 
@@ -72,3 +79,135 @@ def test_a_method_may_be_listed_twice_with_different_options(spy):
         ["prompt-lookup", "prompt-lookup[max_draft=2]"], max_new_tokens=4))
     assert [r.method for r in records] == ["ar", "prompt-lookup", "prompt-lookup[max_draft=2]"]
     assert all(r.identical_to_ar for r in records[1:])
+
+
+def test_ar_in_another_dtype_is_a_method_entry():
+    settings = BenchSettings.parse(["ar@bf16", "prompt-lookup", "ar@fp32"])
+    assert settings.labels == ["ar", "ar@bf16", "prompt-lookup", "ar@fp32"]
+    assert settings.ar_dtypes == ["bf16", "fp32"]
+    assert BenchSettings.parse(["prompt-lookup"]).ar_dtypes == []
+
+
+@pytest.mark.parametrize("entry", ["ar@int8", "ar@bf16[x=1]", "ar@"])
+def test_ar_in_another_dtype_rejects_unknown_dtypes_and_options(entry):
+    with pytest.raises(DecodekitError, match=re.escape(f"'{entry}'")):
+        BenchSettings.parse([entry])
+
+
+def test_ar_in_another_dtype_needs_the_model_in_that_dtype():
+    settings = BenchSettings.parse(["ar@bf16"], max_new_tokens=2)
+    with pytest.raises(DecodekitError, match="'ar@bf16' needs the model loaded in bf16"):
+        run_bench(FakeDevice(FakeClock()), QUESTIONS[1:], settings)
+    with pytest.raises(DecodekitError, match="'ar@bf16' needs the model loaded in bf16"):
+        run_bench(FakeDevice(FakeClock()), QUESTIONS[1:], settings, other_dtypes={"fp16": FakeDevice(FakeClock())})
+
+
+def test_draft_fills_the_methods_that_take_a_draft_model():
+    settings = BenchSettings.parse(["draft-model", "spectr", "rsd", "prompt-lookup", "draft-model[draft=y,max_draft=3]",
+                                    "layer-skip[exit_layer=1]"], draft="x")
+    options = {spec.label: spec.options for spec in settings.methods}
+    assert options == {"ar": {}, "draft-model": {"draft": "x"}, "spectr": {"draft": "x"}, "rsd": {"draft": "x"},
+                       "prompt-lookup": {}, "draft-model[draft=y,max_draft=3]": {"draft": "y", "max_draft": 3},
+                       "layer-skip[exit_layer=1]": {"exit_layer": 1}}
+    # the label stays as written: it names the row
+    assert settings.labels[1:4] == ["draft-model", "spectr", "rsd"]
+    assert BenchSettings.parse(["draft-model[draft=y]"]).methods[1].options == {"draft": "y"}
+
+
+@pytest.mark.parametrize("entry", ["draft-model", "spectr", "rsd"])
+def test_a_draft_model_method_without_a_draft_is_rejected(entry):
+    with pytest.raises(DecodekitError, match=f"method '{entry}' needs a draft model"):
+        BenchSettings.parse([entry])
+    with pytest.raises(DecodekitError, match="needs a draft model"):
+        BenchSettings.parse(["prompt-lookup", entry], draft="")
+
+
+def reference_nll(backend, prompt, answer):
+    """-log p(answer | prompt) from one plain forward of the transformers model, in float64."""
+    with torch.no_grad():
+        logits = backend.model(input_ids=torch.tensor([prompt + answer])).logits[0].double()
+    log_probs = torch.log_softmax(logits, dim=-1)
+    return -sum(float(log_probs[len(prompt) - 1 + i, token]) for i, token in enumerate(answer))
+
+
+def text_turn(prompt, token_ids):
+    return TurnResult(prompt_tokens=len(prompt), new_tokens=len(token_ids), wall_s=1.0, token_ids=token_ids, text="x")
+
+
+def test_score_turns_is_the_nll_of_each_answer_under_the_model():
+    backend = tiny_backend("llama")
+    prompts = [backend.encode("User: hello\n\nAssistant:"), backend.encode("User: a longer question, then\n\nAssistant:"),
+               backend.encode("User: nothing\n\nAssistant:")]
+    answers = [[72, 105, 33, 10, 87], [200, 3, 3, 3, 17, 256], []]
+    record = QuestionRecord(1, "qa", "ar", "decodekit", [text_turn(p, a) for p, a in zip(prompts, answers)])
+    score_turns(backend, record, prompts)
+    for turn, prompt, answer in zip(record.turns[:2], prompts, answers):
+        assert turn.nll == pytest.approx(reference_nll(backend, prompt, answer), rel=1e-4)
+        assert turn.nll is not None and turn.nll > 0
+    assert record.turns[2].nll == 0.0  # an empty answer costs nothing
+    # each turn is scored given its own prompt: the same answer after another prompt scores differently
+    swapped = QuestionRecord(1, "qa", "ar", "decodekit", [text_turn(prompts[1], answers[0])])
+    score_turns(backend, swapped, prompts[1:2])
+    assert swapped.turns[0].nll == pytest.approx(reference_nll(backend, prompts[1], answers[0]), rel=1e-4)
+    assert swapped.turns[0].nll != pytest.approx(record.turns[0].nll, rel=1e-4)
+
+
+def ids_record(method, *turns):
+    return QuestionRecord(1, "qa", method, "decodekit", [text_turn([1], list(ids)) for ids in turns])
+
+
+@pytest.mark.parametrize(
+    ("ar_ids", "lossy_ids", "agreed"),
+    [
+        ([1, 2, 3, 4], [1, 2, 3, 4], 4),  # equal: all of AR's tokens
+        ([1, 2, 3, 4], [1, 2, 9, 4], 2),  # diverges at position 2
+        ([1, 2, 3, 4], [9, 2, 3, 4], 0),
+        ([1, 2, 3, 4], [1, 2], 2),  # a strict prefix of AR's answer: it stopped early
+        ([1, 2], [1, 2, 3, 4], 2),  # extends AR's answer: only AR's tokens count
+        ([1, 2, 3], [], 0),
+        ([], [5, 6], 0),
+    ],
+)
+def test_count_agreement_counts_tokens_before_the_first_divergence(ar_ids, lossy_ids, agreed):
+    lossy = ids_record("layer-skip", lossy_ids)
+    count_agreement(ids_record("ar", ar_ids), lossy)
+    assert (lossy.agreed_tokens, lossy.compared_tokens) == (agreed, len(ar_ids))
+
+
+def test_count_agreement_sums_over_turns():
+    ar = ids_record("ar", [1, 2, 3, 4], [5, 6, 7], [8, 9])
+    lossy = ids_record("layer-skip", [1, 2, 0, 4], [5, 6, 7, 8, 9], [8])
+    count_agreement(ar, lossy)
+    assert (lossy.agreed_tokens, lossy.compared_tokens) == (2 + 3 + 1, 4 + 3 + 2)
+
+
+def leading_agreement(ar_ids, ids):
+    return len(list(takewhile(lambda pair: pair[0] == pair[1], zip(ar_ids, ids))))
+
+
+def test_bench_with_a_lossy_method_and_ar_in_another_dtype():
+    backend = tiny_backend("llama", num_layers=4)
+    other = tiny_backend("llama", seed=1, num_layers=4)  # stands in for the model loaded in fp32 once more
+    questions = [Question(1, "mt_bench", ["Hello there", "And again"]), Question(2, "qa", ["What is 2+2?"])]
+    settings = BenchSettings.parse(["ar", "layer-skip[exit_layer=2]", "ar@fp32"], max_new_tokens=8)
+    records = run_bench(backend, questions, settings, other_dtypes={"fp32": other})
+    assert [(r.question_id, r.method) for r in records] == [(q, m) for q in (1, 2)
+                                                            for m in ("ar", "layer-skip[exit_layer=2]", "ar@fp32")]
+    for question, (ar, skip, fp32) in zip(questions, (records[0:3], records[3:6])):
+        assert len(ar.turns) == len(skip.turns) == len(fp32.turns) == len(question.turns)
+        # AR and the lossy method are scored under the full model; AR's own row is never compared
+        assert all(t.nll is not None and t.nll > 0 for t in ar.turns + skip.turns)
+        assert (ar.identical_to_ar, ar.agreed_tokens, ar.compared_tokens) == (None, None, None)
+        # the lossy method is not checked for divergence: it records how much of AR's answer it kept
+        assert (skip.identical_to_ar, skip.divergence) == (None, None)
+        assert skip.compared_tokens == sum(len(t.token_ids) for t in ar.turns)
+        assert skip.agreed_tokens == sum(leading_agreement(a.token_ids, t.token_ids) for a, t in zip(ar.turns, skip.turns))
+        # AR in another dtype is other numerics: neither checked against AR nor scored
+        assert (fp32.identical_to_ar, fp32.divergence, fp32.agreed_tokens) == (None, None, None)
+    # this stand-in model answers differently from AR, so a divergence check would have recorded one
+    assert records[2].turns[0].token_ids != records[0].turns[0].token_ids
+    # the lossy answer's nll is under the full model (the 4-layer one), not the 2-layer view that wrote it
+    prompt = conversation_ids(backend, [{"role": "user", "content": "What is 2+2?"}])
+    for record in records[3:5]:
+        answer = record.turns[0].token_ids
+        assert record.turns[0].nll == pytest.approx(reference_nll(backend, prompt, answer), rel=1e-4)

@@ -38,7 +38,7 @@ class FixedDrafter:
     def __init__(self, name, tokens):
         self.name, self.tokens, self.budgets = name, tokens, []
 
-    def reset(self, prompt_ids):
+    def reset(self, prompt_ids, sampling=None, rng=None):
         pass
 
     def propose(self, history, budget):

@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 import pytest
 from test_loop import GREEDY, run
 from tiny import ARCHITECTURES, VOCAB, tiny_backend
+from tiny_pairs import tiny_draft_backend
 
 from decodekit.budget import DEFAULT_CPU_COST, LatencyCurve
-from decodekit.drafters import METHODS, CompositeDrafter, NoDrafter, make_drafter
+from decodekit.drafters import METHODS, CompositeDrafter, NoDrafter, make_drafter, takes_draft
+from decodekit.drafters.base import attach_target
 from decodekit.sampling import SamplingConfig
 
 MAX_NEW_TOKENS = (1, 7, 40)
@@ -32,10 +34,24 @@ class Method:
     # Some step must verify a draft at least this big (catches a tree method shrunk to a chain).
     largest_draft: int = 1
 
-    def build(self):
+    def build(self, target):
+        """The drafter, attached to `target`; methods with a draft model get a noisy copy of it."""
         if "+" in self.name and self.options:  # make_drafter takes no options for composites
-            return CompositeDrafter([make_drafter(part, **self.options) for part in self.name.split("+")])
-        return make_drafter(self.name, **self.options)
+            drafter = CompositeDrafter([make_drafter(part, **self.options) for part in self.name.split("+")])
+        else:
+            options = dict(self.options)
+            if takes_draft(self.name):
+                options["draft"] = tiny_draft_backend(target.name.removeprefix("tiny-"))
+            drafter = make_drafter(self.name, **options)
+        attach_target(drafter, target)
+        return drafter
+
+    @property
+    def samples_its_drafts(self) -> bool:
+        """Drafts drawn from a model's distribution: verified by speculative sampling, which keeps
+        the target's distribution (tests/test_verify_multi_draft.py) but not plain sampling's
+        very draws."""
+        return takes_draft(self.name) or self.name == "self-spec"
 
     def __str__(self) -> str:
         options = ",".join(f"{k}={v}" for k, v in self.options.items())
@@ -44,7 +60,10 @@ class Method:
 
 # Built from the registry, so a newly registered method is covered with its defaults ("ar" never
 # drafts: it is the reference).
-CASES = [Method(name) for name in METHODS if name != "ar"] + [
+CASES = [Method(name) for name in METHODS if name not in ("ar", "self-spec")] + [
+    # The tiny models have 2 layers: self-spec drafts with the first (its default speedup of 2
+    # would keep fewer than the first and the last).
+    Method("self-spec", {"exit_layer": 1, "stop": "fixed", "max_draft": 4}),
     Method("copy-spec+token-recycling"),
     # Options that take other paths than the defaults: non-adaptive drafts are never cut to what
     # pays, and source="prompt" copies from the input only.
@@ -57,6 +76,11 @@ CASES = [Method(name) for name in METHODS if name != "ar"] + [
     # The paper's GPU-sized tree (window and n-gram branches all verified): on the CPU curve the
     # default cuts it.
     Method("lookahead", {"adaptive": False}),
+    # Draft models: the classic fixed K, SpecDec++'s threshold, and wider multi-draft trees.
+    Method("draft-model", {"stop": "fixed", "max_draft": 6}),
+    Method("draft-model", {"stop": "threshold"}),
+    Method("spectr", {"num_drafts": 4, "depth": 5}),
+    Method("rsd", {"width": 3, "branch": 2, "depth": 3}, largest_draft=12),
 ]
 
 
@@ -127,7 +151,7 @@ def test_greedy_equals_plain_decoding_and_drafts_are_accepted(method, arch):
     # costs) would go untested. Whole, GPU-sized trees come from the non-adaptive cases.
     backend = fixed_backend(arch, DEFAULT_CPU_COST)
     # One drafter for all prompts, as a Decoder keeps it: what it learned carries over.
-    drafter = method.build()
+    drafter = method.build(backend)
     committed = steps = largest = 0
     for i, prompt in enumerate(repeating_prompts(arch)):
         for max_new in MAX_NEW_TOKENS:
@@ -146,12 +170,12 @@ SAMPLING = SamplingConfig(temperature=1.0)
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)
-@pytest.mark.parametrize("method", CASES, ids=str)
+@pytest.mark.parametrize("method", [m for m in CASES if not m.samples_its_drafts], ids=str)
 def test_seeded_sampling_equals_plain_sampling(method, arch):
     # Flat: sampled text soon leaves the loops the prompts hold, first tokens get rejected, and on
     # a CPU curve adaptive drafters would then stop drafting, leaving the verifier little to judge.
     backend = fixed_backend(arch, GPU_COST)
-    drafter = method.build()
+    drafter = method.build(backend)
     drafted = 0
     for i, prompt in enumerate(repeating_prompts(arch)):
         got, trace = run(backend, list(prompt), drafter, 30, SAMPLING, seed=i)
@@ -159,3 +183,23 @@ def test_seeded_sampling_equals_plain_sampling(method, arch):
         assert got == plain(arch, prompt, 30, SAMPLING, seed=i), f"prompt {i}"
         drafted += sum(s.draft_len for s in trace)
     assert drafted > 0  # the speculative-sampling verifier was really exercised
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+@pytest.mark.parametrize("method", [m for m in CASES if m.samples_its_drafts], ids=str)
+def test_sampled_drafts_are_verified_and_seeded(method, arch):
+    """Sampled drafts carry the distribution they were drawn from, get accepted, and a seed
+    gives the same text twice (the drafter's own draws are seeded from the call's seed)."""
+    backend = fixed_backend(arch, GPU_COST)
+    committed = steps = drafted = 0
+    for i, prompt in enumerate(repeating_prompts(arch)[:3]):
+        outputs = []
+        for _ in range(2):
+            drafter = method.build(backend)
+            got, trace = run(backend, list(prompt), drafter, 30, SAMPLING, seed=i)
+            outputs.append(got)
+            drafted += sum(s.draft_len for s in trace)
+            committed += len(got)
+            steps += len(trace)
+        assert outputs[0] == outputs[1], f"prompt {i}: the same seed gave different text"
+    assert drafted > 0 and committed / steps > MIN_TAU, f"τ = {committed / steps:.3f}: sampled drafts were never accepted"

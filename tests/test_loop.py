@@ -40,7 +40,7 @@ class Scripted:
     def __init__(self, prompt_len: int, continuation: list[int], corrupt=lambda i, t: t, tree=False):
         self.prompt_len, self.continuation, self.corrupt, self.tree = prompt_len, continuation, corrupt, tree
 
-    def reset(self, prompt_ids):
+    def reset(self, prompt_ids, sampling=None, rng=None):
         pass
 
     def propose(self, history, budget: Budget):

@@ -212,7 +212,7 @@ class DrawnDrafter:
     def __init__(self, data, prompt_len: int, truth: list[int]):
         self.data, self.prompt_len, self.truth = data, prompt_len, truth
 
-    def reset(self, prompt_ids):
+    def reset(self, prompt_ids, sampling=None, rng=None):
         pass
 
     def propose(self, history, budget: Budget) -> Draft:

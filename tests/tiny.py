@@ -22,10 +22,11 @@ ARCHITECTURES = ["llama", "qwen2", "gemma3"]
 
 
 @functools.cache
-def byte_tokenizer() -> PreTrainedTokenizerFast:
-    """One token per byte (so multi-byte characters span several tokens), plus EOS and BOS."""
-    alphabet = pre_tokenizers.ByteLevel.alphabet()
-    vocab = {ch: i for i, ch in enumerate(sorted(alphabet))}
+def byte_tokenizer(reverse: bool = False) -> PreTrainedTokenizerFast:
+    """One token per byte (so multi-byte characters span several tokens), plus EOS and BOS.
+    `reverse` numbers the bytes the other way round: a tokenizer a draft model must not share."""
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet(), reverse=reverse)
+    vocab = {ch: i for i, ch in enumerate(alphabet)}
     for special in SPECIALS:
         vocab[special] = len(vocab)
     core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
@@ -34,11 +35,11 @@ def byte_tokenizer() -> PreTrainedTokenizerFast:
     return PreTrainedTokenizerFast(tokenizer_object=core, eos_token="<eos>", bos_token="<bos>")
 
 
-def _config(arch: str):
+def _config(arch: str, num_layers: int = 2):
     # Untied for every architecture (Gemma 3 ties by default): tiny_model sharpens the output
     # matrix, and scaling a tied one would scale the input embeddings with it, so a tied tiny
     # model would keep near-uniform logits. Loading and decoding never depend on the tie.
-    common = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+    common = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=num_layers,
                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
                   eos_token_id=VOCAB - 2, bos_token_id=VOCAB - 1, pad_token_id=None,
                   tie_word_embeddings=False)
@@ -47,16 +48,16 @@ def _config(arch: str):
     if arch == "qwen2":
         return Qwen2Config(**common)
     if arch == "gemma3":
-        # A short sliding window, so tests cross it.
-        return Gemma3TextConfig(**common, head_dim=16, sliding_window=24,
-                                layer_types=["sliding_attention", "full_attention"])
+        # A short sliding window, so tests cross it; sliding and full layers alternate.
+        layer_types = [("sliding_attention", "full_attention")[i % 2] for i in range(num_layers)]
+        return Gemma3TextConfig(**common, head_dim=16, sliding_window=24, layer_types=layer_types)
     raise ValueError(arch)
 
 
 @functools.cache
-def tiny_model(arch: str, seed: int = 0) -> torch.nn.Module:
+def tiny_model(arch: str, seed: int = 0, num_layers: int = 2) -> torch.nn.Module:
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(_config(arch), dtype=torch.float32)
+    model = AutoModelForCausalLM.from_config(_config(arch, num_layers), dtype=torch.float32)
     # Sharpen the output layer: random tiny models are otherwise near-uniform, which makes
     # greedy decoding a sequence of near-ties and hides real bugs behind numerics.
     if model.lm_head.weight is model.get_input_embeddings().weight:
@@ -66,5 +67,5 @@ def tiny_model(arch: str, seed: int = 0) -> torch.nn.Module:
     return model.eval()
 
 
-def tiny_backend(arch: str, seed: int = 0) -> HFBackend:
-    return HFBackend(model=tiny_model(arch, seed), tokenizer=byte_tokenizer(), name=f"tiny-{arch}")
+def tiny_backend(arch: str, seed: int = 0, num_layers: int = 2) -> HFBackend:
+    return HFBackend(model=tiny_model(arch, seed, num_layers), tokenizer=byte_tokenizer(), name=f"tiny-{arch}")

@@ -7,6 +7,10 @@ The arithmetic, spelled out once (tests/test_bench_metrics.py checks each line b
   question weighs the same, however long its answer);
 - speedup = mean speed of the method / mean speed of decodekit AR, both over the questions
   the two have in common, so a missing answer cannot tilt the ratio;
+- speedup vs the fastest AR: the same against whichever AR row (`ar`, or `ar@bf16` and the
+  like: AR with the model in another dtype) has the highest overall speed, so a method run
+  in bf16 is also judged against fp32 AR when that is what this machine does fastest;
+- acceptance rate = accepted draft tokens / drafted tokens, summed over turns;
 - τ = new tokens / verification steps, summed over every turn that reports steps (a ratio of
   sums, not a mean of per-turn ratios: long answers weigh more, as they do in wall time);
 - the time split = draft / forward / other seconds, each over their sum.
@@ -17,6 +21,7 @@ reading, the unweighted mean of the per-category speedups.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from statistics import mean
@@ -39,6 +44,7 @@ class Cell:
     wall_s: float
     tokens_per_s: float  # mean of per-question tokens/s
     speedup: float | None  # vs AR on the same questions; None without AR
+    speedup_fastest_ar: float | None  # vs the fastest AR row (see the module docstring)
     steps: int | None  # verification steps; None: the method does not report them
     tau: float | None  # new tokens per step over the turns that report steps
     accepted_hist: dict[int, int]  # tokens committed per step -> number of steps
@@ -46,6 +52,9 @@ class Cell:
     compared: int  # questions compared with AR (greedy runs, AR itself excluded)
     bugs: int  # divergences from AR that a near-tie of AR's logits cannot explain
     time_split: dict[str, float] | None  # share of time drafting / in forward / other
+    acceptance_rate: float | None = None  # accepted / drafted draft tokens; None: nothing drafted
+    perplexity: float | None = None  # of the output under the full model (AR and lossy methods)
+    agreement: float | None = None  # lossy methods: share of AR's tokens reproduced before diverging
 
     @property
     def identical_rate(self) -> float | None:
@@ -56,6 +65,7 @@ class Cell:
 class Summary:
     methods: list[str]  # in order of first appearance
     categories: list[str]  # in order of first appearance, without OVERALL
+    fastest_ar: str = REFERENCE
     cells: dict[tuple[str, str], Cell] = field(default_factory=dict)
 
     def cell(self, method: str, category: str) -> Cell:
@@ -76,19 +86,32 @@ class Summary:
 def summarize(records: list[QuestionRecord]) -> Summary:
     methods = list(dict.fromkeys(r.method for r in records))
     categories = list(dict.fromkeys(r.category for r in records))
-    summary = Summary(methods, categories)
+    summary = Summary(methods, categories, fastest_ar(records))
     for category in [*categories, OVERALL]:
         chosen = [r for r in records if category in (OVERALL, r.category)]
         reference = {_key(r): r for r in chosen if r.method == REFERENCE}
+        fastest = {_key(r): r for r in chosen if r.method == summary.fastest_ar}
         for method in methods:
             mine = [r for r in chosen if r.method == method]
             if mine:
-                summary.cells[(method, category)] = make_cell(method, category, mine, reference)
+                summary.cells[(method, category)] = make_cell(method, category, mine, reference, fastest)
     return summary
 
 
+def is_ar(method: str) -> bool:
+    return method == REFERENCE or method.startswith(REFERENCE + "@")
+
+
+def fastest_ar(records: list[QuestionRecord]) -> str:
+    """The AR row with the highest mean per-question speed (REFERENCE when it is the only one)."""
+    speeds = {m: mean(r.tokens_per_s for r in records if r.method == m)
+              for m in dict.fromkeys(r.method for r in records) if is_ar(m)}
+    return max(speeds, key=lambda m: speeds[m]) if speeds else REFERENCE
+
+
 def make_cell(method: str, category: str, records: list[QuestionRecord],
-              reference: dict[tuple[str, int | str], QuestionRecord]) -> Cell:
+              reference: dict[tuple[str, int | str], QuestionRecord],
+              fastest: dict[tuple[str, int | str], QuestionRecord] | None = None) -> Cell:
     turns = [t for r in records for t in r.turns]
     compared = [r for r in records if r.identical_to_ar is not None]
     steps, tau = step_totals(turns)
@@ -97,11 +120,33 @@ def make_cell(method: str, category: str, records: list[QuestionRecord],
         new_tokens=sum(t.new_tokens for t in turns), wall_s=sum(t.wall_s for t in turns),
         tokens_per_s=mean(r.tokens_per_s for r in records),
         speedup=speedup(records, reference),
+        speedup_fastest_ar=speedup(records, reference if fastest is None else fastest),
         steps=steps, tau=tau, accepted_hist=merge_histograms(turns),
         identical=sum(1 for r in compared if r.identical_to_ar), compared=len(compared),
         bugs=sum(1 for r in records if r.divergence is not None and r.divergence.is_bug),
-        time_split=time_split(turns),
+        time_split=time_split(turns), acceptance_rate=acceptance_rate(turns), perplexity=perplexity(turns),
+        agreement=agreement(records),
     )
+
+
+def perplexity(turns: list[TurnResult]) -> float | None:
+    """exp(mean negative log-likelihood per token) over the turns that were scored."""
+    scored = [t for t in turns if t.nll is not None and t.new_tokens]
+    tokens = sum(t.new_tokens for t in scored)
+    return math.exp(sum(t.nll or 0.0 for t in scored) / tokens) if tokens else None
+
+
+def agreement(records: list[QuestionRecord]) -> float | None:
+    compared = sum(r.compared_tokens or 0 for r in records)
+    return sum(r.agreed_tokens or 0 for r in records) / compared if compared else None
+
+
+def acceptance_rate(turns: list[TurnResult]) -> float | None:
+    """Accepted over drafted draft tokens, over the turns that report both."""
+    counted = [t for t in turns if t.drafted_tokens is not None and t.steps is not None]
+    drafted = sum(t.drafted_tokens or 0 for t in counted)
+    accepted = sum(t.new_tokens - (t.steps or 0) for t in counted)
+    return accepted / drafted if drafted else None
 
 
 def speedup(records: list[QuestionRecord], reference: dict[tuple[str, int | str], QuestionRecord]) -> float | None:

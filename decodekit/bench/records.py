@@ -26,6 +26,9 @@ class TurnResult:
     # do not expose them (Hugging Face generate).
     steps: int | None = None
     accepted_hist: dict[int, int] | None = None
+    drafted_tokens: int | None = None  # draft tokens verified (acceptance rate = accepted / drafted)
+    # Negative log-likelihood of the new tokens under the full model (AR and lossy methods).
+    nll: float | None = None
     # Where the time went (decodekit methods only).
     draft_s: float | None = None
     forward_s: float | None = None
@@ -60,6 +63,10 @@ class QuestionRecord:
     turns: list[TurnResult] = field(default_factory=list)
     divergence: Divergence | None = None  # filled in by the losslessness check
     identical_to_ar: bool | None = None  # None for sampling runs and for AR itself
+    # Lossy methods, greedy runs: tokens equal to AR's before each turn's first divergence,
+    # and AR's tokens in those turns.
+    agreed_tokens: int | None = None
+    compared_tokens: int | None = None
 
     @property
     def new_tokens(self) -> int:
@@ -94,6 +101,8 @@ class QuestionRecord:
             turns=turns,
             divergence=Divergence(**div) if div else None,
             identical_to_ar=data.get("identical_to_ar"),
+            agreed_tokens=data.get("agreed_tokens"),
+            compared_tokens=data.get("compared_tokens"),
         )
 
 

@@ -91,14 +91,16 @@ def detail_rows(summary: Summary, labels: bool = True) -> list[list[str]]:
         cell = summary.cell(method, OVERALL)
         rows.append([
             (method_label if labels else short_label)(method, cell.backend),
-            str(cell.new_tokens), f"{cell.wall_s:.1f}", "–" if cell.steps is None else str(cell.steps),
-            _fmt(cell.tau, ".2f"), _fmt_hist(cell), _fmt_identical(cell), _fmt_split(cell),
+            str(cell.new_tokens), f"{cell.wall_s:.1f}", _fmt(cell.speedup, ".2f", "×"),
+            _fmt(cell.speedup_fastest_ar, ".2f", "×"), "–" if cell.steps is None else str(cell.steps),
+            _fmt(cell.tau, ".2f"), _fmt(cell.acceptance_rate, ".0%"), _fmt_hist(cell), _fmt_identical(cell),
+            _fmt_split(cell),
         ])
     return rows
 
 
-DETAIL_HEADER = ["method", "new tokens", "wall s", "steps", "τ", "tokens per step: steps", "identical to AR",
-                 "time draft / forward / other"]
+DETAIL_HEADER = ["method", "new tokens", "wall s", "speedup vs AR", "vs fastest AR", "steps", "τ", "acceptance",
+                 "tokens per step: steps", "identical to AR", "time draft / forward / other"]
 
 
 def divergence_rows(records: list[QuestionRecord]) -> list[list[str]]:
@@ -151,10 +153,13 @@ def render_markdown(summary: Summary, records: list[QuestionRecord], machine: di
         "## Identical to AR\n\n"
         "Questions whose greedy token ids equal decodekit AR's in every turn.",
         _markdown_table(["method", *categories], category_rows(summary, "identical")),
-        "## All categories: steps, acceptance histogram, time split\n\n"
+        "## All categories: speedups, steps, acceptance, time split\n\n"
+        f"vs fastest AR: against `{summary.fastest_ar}`, the fastest AR row (`ar@DTYPE` rows run AR with the "
+        "model in another dtype). Acceptance: accepted draft tokens over drafted ones. "
         "Tokens per step: steps, how many verification steps committed that many tokens. "
         "Time: drafting / model forward / bookkeeping, as shares of their sum.",
         _markdown_table(DETAIL_HEADER, detail_rows(summary)),
+        *_lossy_section(summary),
         "## Divergences from AR",
         _divergence_section(records),
         "## Machine",
@@ -162,6 +167,19 @@ def render_markdown(summary: Summary, records: list[QuestionRecord], machine: di
         f"Plots: `{SPEEDUP_PNG}`, `{TAU_PNG}`; every answer: `{RESULTS}`.",
     ]
     return "\n\n".join(parts) + "\n"
+
+
+def _lossy_section(summary: Summary) -> list[str]:
+    """What lossy methods (layer-skip) give up, next to AR: empty when none ran."""
+    scored = [m for m in summary.methods if summary.cell(m, OVERALL).perplexity is not None]
+    if not any(summary.cell(m, OVERALL).agreement is not None or m != REFERENCE for m in scored):
+        return []
+    rows = [[m, _fmt(summary.cell(m, OVERALL).speedup, ".2f", "×"), _fmt(summary.cell(m, OVERALL).agreement, ".1%"),
+             _fmt(summary.cell(m, OVERALL).perplexity, ".2f")] for m in scored]
+    return ["## Lossy methods: what they give up\n\n"
+            "Agreement: the share of AR's greedy tokens a method reproduced before its first divergence in each "
+            "turn. Perplexity: of each method's own answers under the full model (AR's for comparison).",
+            _markdown_table(["method", "speedup vs AR", "agreement with AR", "perplexity (full model)"], rows)]
 
 
 def _questions(summary: Summary, category: str) -> int:
@@ -199,10 +217,12 @@ def print_terminal(summary: Summary, console: Console) -> None:
         table.add_row(*map(escape, row))  # names are data, not rich markup
     console.print(table)
     details = Table(title="all categories: acceptance and losslessness")
-    for column in DETAIL_HEADER:
-        details.add_column(column, justify="left" if column in ("method", "tokens per step: steps") else "right")
+    # A terminal is narrower than report.md: the histogram and the time split stay there.
+    shown = [i for i, c in enumerate(DETAIL_HEADER) if c not in ("tokens per step: steps", "time draft / forward / other")]
+    for i in shown:
+        details.add_column(DETAIL_HEADER[i], justify="left" if i == 0 else "right")
     for row in detail_rows(summary, labels=False):
-        details.add_row(*map(escape, row))
+        details.add_row(*(escape(row[i]) for i in shown))
     console.print(details)
 
 

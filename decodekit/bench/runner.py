@@ -15,17 +15,19 @@ from __future__ import annotations
 import copy
 import statistics
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+
+import torch
 
 from decodekit.api import Decoder
 from decodekit.bench.baselines import HF_BASELINES, TurnRunner, hf_runner
 from decodekit.bench.dataset import Question
-from decodekit.bench.divergence import Judge, check_record, logit_gap, tie_tolerance
+from decodekit.bench.divergence import Judge, check_record, first_divergence, logit_gap, tie_tolerance
 from decodekit.bench.records import QuestionRecord, TurnResult
-from decodekit.drafters import METHODS, check_method
+from decodekit.drafters import LOSSY, METHODS, check_method, fill_draft
 from decodekit.errors import DecodekitError
 from decodekit.methods import MethodSpec, parse_method
-from decodekit.models.hf import HFBackend
+from decodekit.models.hf import DTYPES, HFBackend
 from decodekit.prompts import check_prompt_ids, conversation_ids
 from decodekit.sampling import SamplingConfig
 from decodekit.types import Draft
@@ -42,18 +44,25 @@ class BenchSettings:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     repeats: int = 1
     seed: int = 0
+    draft: str | None = None  # the draft model of methods that take one (and of hf-assisted)
 
     def __post_init__(self):
+        self.methods = [replace(spec, options=fill_draft(spec.name, spec.options, self.draft)) for spec in self.methods]
         if not self.methods:
             raise DecodekitError("no methods to benchmark: pass --methods, e.g. 'prompt-lookup,hf-prompt-lookup'")
         for spec in self.methods:
+            if spec.name.startswith(REFERENCE + "@"):
+                if spec.options or ar_dtype(spec) not in DTYPES:
+                    raise DecodekitError(f"'{spec.label}': write ar@DTYPE, DTYPE one of {', '.join(DTYPES)} "
+                                         "(AR with the model loaded in that dtype, a speed baseline)")
+                continue
             if spec.name in HF_BASELINES:
                 if spec.options:
                     raise DecodekitError(f"'{spec.label}': the Hugging Face baselines take no options")
                 continue
-            unknown = [part for part in spec.name.split("+") if part not in METHODS]
+            unknown = [part for part in spec.name.split("+") if part not in METHODS and part not in LOSSY]
             if unknown:
-                known = ", ".join([*METHODS, "a+b (composite)", *HF_BASELINES])
+                known = ", ".join([*METHODS, *LOSSY, "a+b (composite)", *HF_BASELINES])
                 raise DecodekitError(f"unknown method '{unknown[0]}': choose from {known}")
             # Option values too: a typo must not wait for the model to load and the warm-up to run.
             check_method(spec.name, spec.options, allow_auto=False)
@@ -68,6 +77,11 @@ class BenchSettings:
             # Speedups and the losslessness check are relative to decodekit's own AR.
             self.methods.insert(0, parse_method(REFERENCE))
 
+    @property
+    def ar_dtypes(self) -> list[str]:
+        """The dtypes of the `ar@DTYPE` rows: the model is loaded once more in each."""
+        return [ar_dtype(spec) for spec in self.methods if spec.name.startswith(REFERENCE + "@")]
+
     @classmethod
     def parse(cls, methods: list[str], **kwargs) -> BenchSettings:
         return cls(methods=[parse_method(m) for m in methods], **kwargs)
@@ -75,6 +89,10 @@ class BenchSettings:
     @property
     def labels(self) -> list[str]:
         return [spec.label for spec in self.methods]
+
+
+def ar_dtype(spec: MethodSpec) -> str:
+    return spec.name.partition("@")[2]
 
 
 def method_backend(spec: MethodSpec) -> str:
@@ -116,19 +134,27 @@ def decodekit_runner(backend: HFBackend, spec: MethodSpec, settings: BenchSettin
         stats = result.stats
         return TurnResult(prompt_tokens=len(prompt_ids), new_tokens=stats.new_tokens, wall_s=stats.wall_s,
                           token_ids=result.token_ids, text=result.text, steps=stats.steps,
-                          accepted_hist=dict(stats.accepted_hist), draft_s=stats.draft_s,
+                          accepted_hist=dict(stats.accepted_hist), drafted_tokens=stats.drafted_tokens,
+                          draft_s=stats.draft_s,
                           forward_s=stats.forward_s, other_s=stats.other_s)
 
     return MethodRunner(run, decoder)
 
 
-def build_runners(backend: HFBackend, settings: BenchSettings, draft: HFBackend | None) -> dict[str, MethodRunner]:
-    return {
-        spec.label: MethodRunner(hf_runner(spec.name, backend, settings.max_new_tokens, settings.sampling,
-                                           settings.seed, draft))
-        if spec.name in HF_BASELINES else decodekit_runner(backend, spec, settings)
-        for spec in settings.methods
-    }
+def build_runners(backend: HFBackend, settings: BenchSettings, draft: HFBackend | None,
+                  other_dtypes: dict[str, HFBackend] | None = None) -> dict[str, MethodRunner]:
+    runners = {}
+    for spec in settings.methods:
+        if spec.name in HF_BASELINES:
+            runners[spec.label] = MethodRunner(hf_runner(spec.name, backend, settings.max_new_tokens, settings.sampling,
+                                                         settings.seed, draft))
+        elif spec.name.startswith(REFERENCE + "@"):
+            if not other_dtypes or ar_dtype(spec) not in other_dtypes:
+                raise DecodekitError(f"'{spec.label}' needs the model loaded in {ar_dtype(spec)}")
+            runners[spec.label] = decodekit_runner(other_dtypes[ar_dtype(spec)], parse_method(REFERENCE), settings)
+        else:
+            runners[spec.label] = decodekit_runner(backend, spec, settings)
+    return runners
 
 
 class Conversation:
@@ -173,6 +199,27 @@ def ar_judge(backend: HFBackend, ar_record: QuestionRecord, ar_prompts: list[lis
     return judge
 
 
+def score_turns(backend: HFBackend, record: QuestionRecord, prompts: list[list[int]]) -> None:
+    """Each turn's negative log-likelihood under the full model (one forward per turn)."""
+    for turn, prompt in zip(record.turns, prompts):
+        if not turn.token_ids:
+            turn.nll = 0.0
+            continue
+        logits = backend.forward(prompt, Draft(list(turn.token_ids)), backend.new_cache())[:-1]  # predicts each token
+        log_probs = torch.log_softmax(logits.float(), dim=-1)
+        turn.nll = -float(log_probs[torch.arange(len(turn.token_ids)), torch.tensor(turn.token_ids)].sum())
+
+
+def count_agreement(ar: QuestionRecord, lossy: QuestionRecord) -> None:
+    """Tokens of AR's answer a lossy method reproduced before its first divergence, per turn."""
+    agreed = compared = 0
+    for ar_turn, turn in zip(ar.turns, lossy.turns):
+        position = first_divergence(ar_turn.token_ids, turn.token_ids)
+        agreed += len(ar_turn.token_ids) if position is None else min(position, len(ar_turn.token_ids))
+        compared += len(ar_turn.token_ids)
+    lossy.agreed_tokens, lossy.compared_tokens = agreed, compared
+
+
 def warm_up(runners: dict[str, MethodRunner], backend: HFBackend) -> None:
     """One run per method on a prompt no question contains: first-call costs (allocations,
     lazy init) stay out of the data, and no drafter learns an answer it is then timed on."""
@@ -182,8 +229,10 @@ def warm_up(runners: dict[str, MethodRunner], backend: HFBackend) -> None:
 
 
 def run_bench(backend: HFBackend, questions: list[Question], settings: BenchSettings,
-              draft: HFBackend | None = None, on_progress: Callable[[str], None] = lambda _: None) -> list[QuestionRecord]:
-    runners = build_runners(backend, settings, draft)
+              draft: HFBackend | None = None, on_progress: Callable[[str], None] = lambda _: None,
+              other_dtypes: dict[str, HFBackend] | None = None) -> list[QuestionRecord]:
+    """`other_dtypes`: the model loaded in the dtypes of the `ar@DTYPE` rows."""
+    runners = build_runners(backend, settings, draft, other_dtypes)
     warm_up(runners, backend)
     records: list[QuestionRecord] = []
     specs = settings.methods
@@ -195,8 +244,16 @@ def run_bench(backend: HFBackend, questions: list[Question], settings: BenchSett
             on_progress(spec.label)
         ar_record, ar_prompts = by_label[REFERENCE]
         for spec in specs:
-            record = by_label[spec.label][0]
-            if spec.label != REFERENCE and settings.sampling.greedy:
+            record, prompts = by_label[spec.label]
+            if spec.name in LOSSY or (spec.label == REFERENCE and any(s.name in LOSSY for s in specs)):
+                score_turns(backend, record, prompts)  # what a lossy method loses, next to AR
+            if spec.name in LOSSY:
+                if settings.sampling.greedy:
+                    count_agreement(ar_record, record)
+                records.append(record)
+                continue
+            # Exactness is judged against AR in the same dtype: another dtype is other numerics.
+            if spec.name != REFERENCE and not spec.name.startswith(REFERENCE + "@") and settings.sampling.greedy:
                 check_record(ar_record, record, ar_judge(backend, ar_record, ar_prompts))
             records.append(record)
     return records

@@ -8,12 +8,14 @@ from decodekit.cli.bench import bench
 from decodekit.cli.errors import OneLineUsageErrors
 from decodekit.cli.generate import generate
 from decodekit.cli.models import models_app
+from decodekit.cli.train import train_app
 
 app = typer.Typer(cls=OneLineUsageErrors, help="decodekit: decode language models faster, better and structured.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 app.command()(generate)
 app.command()(bench)
 app.add_typer(models_app, name="models")
+app.add_typer(train_app, name="train")
 
 
 def main() -> None:

@@ -31,7 +31,8 @@ def bench(
     temperature: float = typer.Option(0.0, help="0 = greedy (and the losslessness check runs)."),
     repeats: int = typer.Option(1, help="Time each answer this many times, each from the same drafter state; "
                                          "the median counts."),
-    draft: str | None = typer.Option(None, help="Draft model for hf-assisted."),
+    draft: str | None = typer.Option(None, help="Draft model for draft-model, spectr, rsd, pearl and hf-assisted: a "
+                                                 "smaller model with the target's tokenizer."),
     dtype: str = typer.Option("fp32", help="fp32, bf16 or fp16."),
     threads: int | None = typer.Option(None, help="CPU threads for torch."),
     out: Path = typer.Option(Path("bench-out"), help="Folder for results.jsonl, report.md and plots."),
@@ -44,7 +45,7 @@ def bench(
     from decodekit.bench.runner import BenchSettings, run_bench
     from decodekit.machine import machine_info, peak_rss_mb
     from decodekit.methods import split_methods
-    from decodekit.models.hf import load_backend
+    from decodekit.models.hf import load_backend, shared_backend
     from decodekit.sampling import SamplingConfig
 
     command = "decodekit bench " + " ".join(shlex.quote(a) for a in sys.argv[2:])
@@ -54,7 +55,8 @@ def bench(
         if per_category is not None and per_category < 1:
             raise DecodekitError(f"--per-category must be >= 1, got {per_category}")
         settings = BenchSettings.parse(split_methods(methods), max_new_tokens=max_new_tokens,
-                                       sampling=SamplingConfig(temperature=temperature), repeats=repeats)
+                                       sampling=SamplingConfig(temperature=temperature), repeats=repeats,
+                                       draft=draft)
         if any(spec.name == "hf-assisted" for spec in settings.methods) and not draft:
             raise DecodekitError("hf-assisted needs a draft model: pass --draft NAME")
         chosen = [c.strip() for c in categories.split(",")] if categories else None
@@ -62,14 +64,19 @@ def bench(
         _clear_old_report(out)
         with stderr.status(f"loading {model}"):
             backend = load_backend(model, dtype=dtype, threads=threads)
-            draft_backend = load_backend(draft, dtype=dtype) if draft else None
+            # Shared with decodekit's draft-model methods: one copy of the weights.
+            draft_backend = shared_backend(draft, dtype) if draft else None
+            # ar@DTYPE rows: AR with the model in another dtype, so speedups can be read
+            # against whichever dtype decodes fastest on this machine.
+            other_dtypes = {d: load_backend(model, dtype=d, threads=threads) for d in settings.ar_dtypes}
         turns = sum(len(q.turns) for q in questions)
         stderr.print(f"{len(questions)} questions ({turns} turns) × {len(settings.methods)} methods, "
                      f"{max_new_tokens} new tokens each", highlight=False)
         with _progress() as progress:
             task = progress.add_task("benchmark", total=len(questions) * len(settings.methods))
             records = run_bench(backend, questions, settings, draft_backend,
-                                on_progress=lambda method: progress.update(task, advance=1, description=method))
+                                on_progress=lambda method: progress.update(task, advance=1, description=method),
+                                other_dtypes=other_dtypes)
         machine = machine_info(dtype=dtype, threads=threads)
         machine["peak_rss_mb"] = round(peak_rss_mb())
         machine["model"] = model

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 
 from decodekit.cli.errors import exit_on_user_error
-from decodekit.drafters import METHODS, check_method
+from decodekit.drafters import METHODS, check_method, fill_draft, takes_draft
 from decodekit.errors import DecodekitError
 from decodekit.methods import parse_method
 from decodekit.models.zoo import DEFAULT_MODEL
@@ -34,6 +34,8 @@ def generate(
     stop: list[str] = typer.Option([], "--stop", help="Stop when this text appears (repeatable)."),
     system: str | None = typer.Option(None, help="System message for chat models."),
     raw: bool = typer.Option(False, "--raw", help="Feed the prompt as is, without the chat template."),
+    draft: str | None = typer.Option(None, help="Draft model for draft-model, spectr, rsd and pearl: a smaller model "
+                                                 "with the target's tokenizer, e.g. qwen2.5-coder-0.5b."),
     dtype: str = typer.Option("fp32", help="fp32, bf16 or fp16."),
     threads: int | None = typer.Option(None, help="CPU threads for torch (default: torch's choice)."),
     device: str | None = typer.Option(None, help="cpu, cuda or cuda:N (default: the GPU if there is one)."),
@@ -45,13 +47,17 @@ def generate(
     with exit_on_user_error():
         text = check_text(_read_stdin() if prompt == "-" else prompt, "the prompt")
         spec = parse_method(method)
-        check_method(spec.name, spec.options)
+        if draft and not takes_draft(spec.name):
+            raise DecodekitError(f"--draft is for methods that draft with a second model "
+                                 f"({', '.join(m for m in METHODS if takes_draft(m))}), not '{spec.name}'")
+        method_options = fill_draft(spec.name, spec.options, draft)
+        check_method(spec.name, method_options)
         options: GenerateOptions = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                        min_p=min_p, typical_p=typical_p, seed=seed, stop=stop)
         GenerationSettings.from_options(options)  # bad settings fail before the model loads
         with stderr.status(f"loading {model} ({dtype})" + (", measuring methods on this prompt" if method == "auto" else "")):
             decoder = Decoder(model, spec.name, dtype=dtype, threads=threads, device=device,
-                              sample=[text] if spec.name == "auto" else None, **spec.options)
+                              sample=[text] if spec.name == "auto" else None, **method_options)
         if decoder.auto_choice:
             stderr.print(f"[dim]{decoder.auto_choice.describe()}[/dim]", highlight=False)
         ids = decoder.prompt_ids(text) if raw else decoder.user_prompt_ids(text, system)

@@ -45,7 +45,7 @@ class AdedDrafter:
         self.calibration = Calibration()  # the tri-gram rates' bias, measured on verification
         self._contexts: list[tuple[int, int]] = []  # per draft node: its (a, b)
 
-    def reset(self, prompt_ids: list[int]) -> None:
+    def reset(self, prompt_ids: list[int], sampling: object = None, rng: object = None) -> None:
         self._learn(prompt_ids)
         self._tail = list(prompt_ids[-2:])
 

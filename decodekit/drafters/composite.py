@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import torch
 
+from decodekit.backend import Backend
 from decodekit.budget import Budget
-from decodekit.drafters.base import Drafter
+from decodekit.drafters.base import Drafter, attach_target
 from decodekit.errors import DecodekitError
+from decodekit.sampling import SamplingConfig
 from decodekit.types import Draft, VerifyResult
+from decodekit.verify.random import Randomness
 
 
 def merge_drafts(drafts: list[Draft], max_tokens: int) -> tuple[Draft, list[list[int] | None]]:
@@ -77,9 +80,13 @@ class CompositeDrafter:
         self.name = "+".join(p.name for p in parts)
         self._last: list[tuple[Draft, list[int] | None]] = []
 
-    def reset(self, prompt_ids: list[int]) -> None:
+    def attach(self, target: Backend) -> None:
         for part in self.parts:
-            part.reset(prompt_ids)
+            attach_target(part, target)
+
+    def reset(self, prompt_ids: list[int], sampling: SamplingConfig, rng: Randomness) -> None:
+        for part in self.parts:
+            part.reset(prompt_ids, sampling, rng)
 
     def propose(self, history: list[int], budget: Budget) -> Draft:
         # Later parts see what earlier ones already drafted: on a CPU each further node must

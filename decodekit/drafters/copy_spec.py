@@ -106,7 +106,7 @@ class CopySpecDrafter:
         self.index = GramIndex(gamma)
         self._prompt_len = 0
 
-    def reset(self, prompt_ids: list[int]) -> None:
+    def reset(self, prompt_ids: list[int], sampling: object = None, rng: object = None) -> None:
         self.index = GramIndex(self.gamma)
         self.index.extend(prompt_ids)
         self._prompt_len = len(prompt_ids)

@@ -50,7 +50,7 @@ class LookaheadDrafter:
         self._root_position = 0
         self._window_nodes: list[int] = []  # merged draft index of each window token
 
-    def reset(self, prompt_ids: list[int]) -> None:
+    def reset(self, prompt_ids: list[int], sampling: object = None, rng: object = None) -> None:
         self.iterates.clear()
 
     def propose(self, history: list[int], budget: Budget) -> Draft:

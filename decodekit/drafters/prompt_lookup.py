@@ -58,7 +58,7 @@ class PromptLookupDrafter:
         self.estimates = {n: AcceptanceEstimate() for n in range(min_ngram, max_ngram + 1)}
         self._last_ngram = 0
 
-    def reset(self, prompt_ids: list[int]) -> None:
+    def reset(self, prompt_ids: list[int], sampling: object = None, rng: object = None) -> None:
         # Acceptance estimates carry over between calls: they describe the model and workload.
         self._last_ngram = 0
 

@@ -77,7 +77,7 @@ class TokenRecyclingDrafter:
         self._root_token = UNKNOWN
         self._template_of: list[int] = []  # draft node -> template node
 
-    def reset(self, prompt_ids: list[int]) -> None:
+    def reset(self, prompt_ids: list[int], sampling: object = None, rng: object = None) -> None:
         pass  # the adjacency matrix is a warm start for the next prompt (paper §3.3)
 
     def propose(self, history: list[int], budget: Budget) -> Draft:

@@ -31,6 +31,8 @@ class SeededRandomness:
         self.seed = random.SystemRandom().randrange(2**32) if seed is None else seed
 
     def uniform(self, position: int, stream: int = 0) -> float:
+        if not 0 <= stream < 256:  # 8 bits: a larger stream would reuse another position's draws
+            raise ValueError(f"random stream {stream} outside [0, 256): a node has too many sampled children")
         return random.Random((self.seed << 72) | (position << 8) | stream).random()
 
 

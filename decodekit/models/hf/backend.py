@@ -82,13 +82,23 @@ class HFBackend:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
-    @torch.inference_mode()
     def forward(self, pending: list[int], draft: Draft, cache: KVCache) -> torch.Tensor:
         """Run [pending + draft] on top of the cache; return logits [1 + len(draft), vocab].
 
         Row 0 predicts what follows the last pending token, row 1 + i what follows draft node i.
         Every input token's keys and values are appended to the cache; the caller commits.
         """
+        return self._run(pending, draft, cache, hidden=False)[0]
+
+    def forward_hidden(self, pending: list[int], draft: Draft, cache: KVCache) -> tuple[torch.Tensor, torch.Tensor]:
+        """`forward`, plus the same rows' last hidden states [1 + len(draft), hidden] (the LM
+        head's input): what a trained acceptance head reads (drafters/acceptance_head.py)."""
+        logits, hidden = self._run(pending, draft, cache, hidden=True)
+        assert hidden is not None
+        return logits, hidden
+
+    @torch.inference_mode()
+    def _run(self, pending: list[int], draft: Draft, cache: KVCache, hidden: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         if not isinstance(cache, HFCache):
             raise TypeError(f"the transformers backend needs its own cache (new_cache()), got {type(cache).__name__}")
         start = len(cache)
@@ -101,15 +111,17 @@ class HFBackend:
             positions = list(range(start, last_pending + 1)) + [last_pending + d for d in depths(draft.parents)]
             mask = self._tree_mask(start, len(pending), draft.parents, positions)
         device = self.device
+        rows = 1 + len(draft)
         out = self.model(
             input_ids=torch.tensor([tokens], device=device),
             position_ids=torch.tensor([positions], device=device),
             attention_mask=mask,
             cache=cache.hf_cache,
             use_cache=True,
-            logits_to_keep=1 + len(draft),
+            logits_to_keep=rows,
+            output_hidden_states=hidden,
         )
-        return out.logits[0]  # [1 + len(draft), vocab]
+        return out.logits[0], (out.hidden_states[-1][0, -rows:] if hidden else None)
 
     def _tree_mask(self, start: int, num_pending: int, parents: list[int], positions: list[int]):
         """Additive 4-D masks [1, 1, query, start + query]: pending tokens are causal, draft nodes

@@ -52,6 +52,11 @@ class HFCache:
             self.crop(start + len(offsets))
             return
         for layer in self.hf_cache.layers:
+            # A layer that never ran holds nothing to compact: a layer-skipping view (skip.py)
+            # leaves the skipped layers' cache entries uninitialised. Only an initialised layer
+            # without keys and values (some other kind of state) cannot be compacted.
+            if not getattr(layer, "is_initialized", True):
+                continue
             keys, values = getattr(layer, "keys", None), getattr(layer, "values", None)
             if keys is None or values is None:
                 raise UnsupportedModelError("this model's cache layers cannot be compacted for tree drafts")

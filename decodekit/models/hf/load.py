@@ -63,3 +63,16 @@ def load_backend(spec: str, dtype: str = "fp32", threads: int | None = None, cal
 
         backend.latency = load_or_measure(backend)
     return backend
+
+
+_SHARED: dict[tuple[str, str, str], HFBackend] = {}
+
+
+def shared_backend(spec: str, dtype: str, device: str | None = None) -> HFBackend:
+    """One loaded copy per (model, dtype, device) in this process: several drafters that use
+    the same draft model (a benchmark lists a few) share its weights. A backend holds no
+    per-generation state (caches are separate objects), so sharing is safe."""
+    key = (spec, dtype, str(pick_device(device)))
+    if key not in _SHARED:
+        _SHARED[key] = load_backend(spec, dtype=dtype, device=device)
+    return _SHARED[key]
