@@ -13,6 +13,7 @@ from decodekit.drafters.copy_spec import CopySpecDrafter
 from decodekit.drafters.draft_model import DraftModelDrafter
 from decodekit.drafters.lookahead import LookaheadDrafter
 from decodekit.drafters.multi_draft import RsdDrafter, SpecTrDrafter
+from decodekit.drafters.pearl import PearlDrafter
 from decodekit.drafters.prompt_lookup import PromptLookupDrafter
 from decodekit.drafters.self_spec import LayerSkipMethod, SelfSpecDrafter
 from decodekit.drafters.token_recycling import TokenRecyclingDrafter
@@ -29,6 +30,7 @@ METHODS: dict[str, Callable[..., Drafter]] = {
     "spectr": SpecTrDrafter,
     "rsd": RsdDrafter,
     "self-spec": SelfSpecDrafter,
+    "pearl": PearlDrafter,
 }
 
 # Lossy methods: they change the model that decodes (its output is no longer the model's own),
@@ -127,6 +129,6 @@ def _check_option_types(method: str, options: dict, factory: Callable) -> None:
 
 __all__ = [
     "LOSSY", "METHODS", "AdedDrafter", "CompositeDrafter", "CopySpecDrafter", "DraftModelDrafter", "Drafter", "LookaheadDrafter",
-    "NoDrafter", "PromptLookupDrafter", "RsdDrafter", "SelfSpecDrafter", "SpecTrDrafter", "TokenRecyclingDrafter",
+    "NoDrafter", "PearlDrafter", "PromptLookupDrafter", "RsdDrafter", "SelfSpecDrafter", "SpecTrDrafter", "TokenRecyclingDrafter",
     "check_method", "fill_draft", "make_drafter", "make_lossy", "takes_draft",
 ]

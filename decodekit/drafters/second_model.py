@@ -60,11 +60,12 @@ class SecondModel:
         # Keep the last hidden states of each forward's rows (an acceptance head reads them).
         self.want_hidden = False
         self.hidden: torch.Tensor | None = None  # [rows, hidden] of the last forward
+        self.record_latency = True  # feed the backend's cost curve with this model's timings
 
     def __deepcopy__(self, memo) -> SecondModel:
         # The benchmark copies drafters between repeats: share the weights, start a new cache.
         clone = SecondModel(self.backend, self.target_vocab)
-        clone.want_hidden = self.want_hidden
+        clone.want_hidden, clone.record_latency = self.want_hidden, self.record_latency
         return clone
 
     def reset(self) -> None:
@@ -116,7 +117,7 @@ class SecondModel:
         self.backend.synchronize()
         seconds = time.perf_counter() - start
         self.forward_s += seconds
-        if len(pending) == 1:  # catch-up and prefill sizes would distort the per-size cost
+        if len(pending) == 1 and self.record_latency:  # catch-up and prefill sizes would distort the per-size cost
             self.backend.latency.record(1 + len(draft), seconds)
         return _to_vocab(logits, self.target_vocab)
 
