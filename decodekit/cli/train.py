@@ -46,7 +46,7 @@ def acceptance_head(
                                                   on_prompt=lambda: progress.advance(task))
             fit = progress.add_task("training", total=epochs)
             result = train_head(features, labels, epochs=epochs,
-                                on_epoch=lambda epoch, loss: progress.update(fit, advance=1, description=f"loss {loss:.3f}"))
+                                on_epoch=lambda epoch, loss: progress.update(fit, advance=1, description=f"held-out {loss:.3f}"))
         path = head_path(draft, model, dtype)
         save_head(result.head, path, result.metrics)
         m = result.metrics

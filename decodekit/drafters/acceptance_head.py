@@ -19,6 +19,7 @@ Heads live in the model cache, one per (draft, target, dtype) pair (`head_path`)
 
 from __future__ import annotations
 
+import copy
 import math
 import random
 from collections.abc import Callable
@@ -30,7 +31,7 @@ import torch
 from decodekit.errors import DecodekitError
 from decodekit.paths import home
 
-HIDDEN_UNITS = 128
+HIDDEN_UNITS = 32  # a few thousand labelled tokens: a wider head only memorises them
 
 
 class AcceptanceHead(torch.nn.Module):
@@ -78,7 +79,9 @@ class TrainResult:
 
 def train_head(features: torch.Tensor, labels: torch.Tensor, epochs: int = 40, lr: float = 3e-3, seed: int = 0,
                on_epoch: Callable[[int, float], None] = lambda epoch, loss: None) -> TrainResult:
-    """Fit a head on (hidden state, accepted) pairs; a fifth is held out to report on.
+    """Fit a head on (hidden state, accepted) pairs. A fifth is held out: training keeps the
+    epoch with the lowest held-out loss (early stopping: hidden states are wide and labelled
+    tokens few, so later epochs memorise), and the metrics are reported on it.
 
     features: [n, width]; labels: [n] in {0, 1}."""
     if len(labels) < 20:
@@ -86,29 +89,35 @@ def train_head(features: torch.Tensor, labels: torch.Tensor, epochs: int = 40, l
     torch.manual_seed(seed)
     order = list(range(len(labels)))
     random.Random(seed).shuffle(order)
-    held = order[: len(order) // 5]
+    held = torch.tensor(order[: len(order) // 5])
     train = order[len(order) // 5 :]
     x, y = features.float(), labels.float()
     head = AcceptanceHead(x.shape[1])
     # Plain (unweighted) BCE: the drafter multiplies these probabilities along a draft and prices
     # them against forward costs, so they must be calibrated, which class weights would undo.
     loss_fn = torch.nn.BCEWithLogitsLoss()
-    optimiser = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-2)
+    optimiser = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=0.1)
     batch = 256
+    best_loss, best_state, best_epoch = math.inf, copy.deepcopy(head.state_dict()), -1
     for epoch in range(epochs):
+        head.train()
         random.Random(seed + epoch).shuffle(train)
-        total = 0.0
         for start in range(0, len(train), batch):
             index = torch.tensor(train[start : start + batch])
             optimiser.zero_grad()
-            loss = loss_fn(head(x[index]), y[index])
-            loss.backward()
+            loss_fn(head(x[index]), y[index]).backward()
             optimiser.step()
-            total += float(loss.detach()) * len(index)
-        on_epoch(epoch, total / len(train))
+        head.eval()
+        with torch.no_grad():
+            held_loss = float(loss_fn(head(x[held]), y[held]))
+        if held_loss < best_loss:
+            best_loss, best_state, best_epoch = held_loss, copy.deepcopy(head.state_dict()), epoch
+        on_epoch(epoch, held_loss)
+    head.load_state_dict(best_state)
     head.eval()
     metrics = _held_out_metrics(head, x[held], y[held])
-    metrics.update(train_tokens=len(train), held_out_tokens=len(held), accepted_share=float(y.mean()))
+    metrics.update(train_tokens=len(train), held_out_tokens=len(held), accepted_share=float(y.mean()),
+                   best_epoch=best_epoch + 1)
     return TrainResult(head, metrics)
 
 
