@@ -40,6 +40,7 @@ def reference(target):
     ("draft-model", {"stop": "threshold"}),
     ("spectr", {"num_drafts": 3, "depth": 3}),
     ("rsd", {"width": 2, "depth": 3}),
+    ("pearl", {}),
 ])
 def test_draft_model_methods_reproduce_greedy(target, reference, method, options):
     decoder = Decoder(target, method, draft=DRAFT, **options)
