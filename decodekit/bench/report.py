@@ -172,7 +172,7 @@ def render_markdown(summary: Summary, records: list[QuestionRecord], machine: di
 def _lossy_section(summary: Summary) -> list[str]:
     """What lossy methods (layer-skip) give up, next to AR: empty when none ran."""
     scored = [m for m in summary.methods if summary.cell(m, OVERALL).perplexity is not None]
-    if not any(summary.cell(m, OVERALL).agreement is not None or m != REFERENCE for m in scored):
+    if all(m == REFERENCE for m in scored):
         return []
     rows = [[m, _fmt(summary.cell(m, OVERALL).speedup, ".2f", "×"), _fmt(summary.cell(m, OVERALL).agreement, ".1%"),
              _fmt(summary.cell(m, OVERALL).perplexity, ".2f")] for m in scored]

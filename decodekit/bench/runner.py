@@ -23,6 +23,7 @@ from decodekit.api import Decoder
 from decodekit.bench.baselines import HF_BASELINES, TurnRunner, hf_runner
 from decodekit.bench.dataset import Question
 from decodekit.bench.divergence import Judge, check_record, first_divergence, logit_gap, tie_tolerance
+from decodekit.bench.metrics import is_ar
 from decodekit.bench.records import QuestionRecord, TurnResult
 from decodekit.drafters import LOSSY, METHODS, check_method, fill_draft
 from decodekit.errors import DecodekitError
@@ -51,7 +52,7 @@ class BenchSettings:
         if not self.methods:
             raise DecodekitError("no methods to benchmark: pass --methods, e.g. 'prompt-lookup,hf-prompt-lookup'")
         for spec in self.methods:
-            if spec.name.startswith(REFERENCE + "@"):
+            if is_other_dtype_ar(spec):
                 if spec.options or ar_dtype(spec) not in DTYPES:
                     raise DecodekitError(f"'{spec.label}': write ar@DTYPE, DTYPE one of {', '.join(DTYPES)} "
                                          "(AR with the model loaded in that dtype, a speed baseline)")
@@ -80,7 +81,7 @@ class BenchSettings:
     @property
     def ar_dtypes(self) -> list[str]:
         """The dtypes of the `ar@DTYPE` rows: the model is loaded once more in each."""
-        return [ar_dtype(spec) for spec in self.methods if spec.name.startswith(REFERENCE + "@")]
+        return [ar_dtype(spec) for spec in self.methods if is_other_dtype_ar(spec)]
 
     @classmethod
     def parse(cls, methods: list[str], **kwargs) -> BenchSettings:
@@ -89,6 +90,10 @@ class BenchSettings:
     @property
     def labels(self) -> list[str]:
         return [spec.label for spec in self.methods]
+
+
+def is_other_dtype_ar(spec: MethodSpec) -> bool:
+    return is_ar(spec.name) and spec.name != REFERENCE
 
 
 def ar_dtype(spec: MethodSpec) -> str:
@@ -148,7 +153,7 @@ def build_runners(backend: HFBackend, settings: BenchSettings, draft: HFBackend 
         if spec.name in HF_BASELINES:
             runners[spec.label] = MethodRunner(hf_runner(spec.name, backend, settings.max_new_tokens, settings.sampling,
                                                          settings.seed, draft))
-        elif spec.name.startswith(REFERENCE + "@"):
+        elif is_other_dtype_ar(spec):
             if not other_dtypes or ar_dtype(spec) not in other_dtypes:
                 raise DecodekitError(f"'{spec.label}' needs the model loaded in {ar_dtype(spec)}")
             runners[spec.label] = decodekit_runner(other_dtypes[ar_dtype(spec)], parse_method(REFERENCE), settings)
@@ -253,7 +258,7 @@ def run_bench(backend: HFBackend, questions: list[Question], settings: BenchSett
                 records.append(record)
                 continue
             # Exactness is judged against AR in the same dtype: another dtype is other numerics.
-            if spec.name != REFERENCE and not spec.name.startswith(REFERENCE + "@") and settings.sampling.greedy:
+            if not is_ar(spec.name) and settings.sampling.greedy:
                 check_record(ar_record, record, ar_judge(backend, ar_record, ar_prompts))
             records.append(record)
     return records

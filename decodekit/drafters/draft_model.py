@@ -147,7 +147,7 @@ class DraftModelDrafter(ModelDrafterBase):
         self._hidden = []
         while True:
             token, probs = sample_or_argmax(logits, self.sampling, self.generator)
-            confidence = float(torch.softmax(logits.float(), -1)[token]) if self.sampling.greedy else float(probs[token])
+            confidence = self._confidence(logits, probs, token)
             tokens.append(token)
             rows.append(probs)
             self._confidences.append(confidence)
@@ -167,6 +167,13 @@ class DraftModelDrafter(ModelDrafterBase):
             return Draft.empty()
         draft_probs = None if self.sampling.greedy else torch.stack(rows[: len(tokens)])
         return Draft(tokens, draft_probs=draft_probs)
+
+    def _confidence(self, logits: torch.Tensor, probs: torch.Tensor, token: int) -> float:
+        """The draft's probability of its token (under greedy settings, at temperature 1); a
+        trained head does not read it, so it is not computed then."""
+        if self.head is not None:
+            return 0.0
+        return float(torch.softmax(logits.float(), -1)[token]) if self.sampling.greedy else float(probs[token])
 
     def _predict(self, confidence: float) -> float:
         """P(the token just drafted is accepted, given the ones before it were)."""

@@ -74,12 +74,7 @@ class SecondModel:
     def logits_after(self, history: list[int]) -> torch.Tensor:
         """The model's logits [target_vocab] for what follows `history`; the cache then holds
         all of `history`."""
-        keep = _common_prefix(self.fed, history)
-        keep = min(keep, len(history) - 1)  # at least one token must be fed to get logits
-        if self.cache is None:
-            self.cache = self.backend.new_cache()
-        self.cache.crop(keep)
-        logits = self._forward(history[keep:], Draft.empty())[-1]
+        logits = self._forward(self._rewind(history), Draft.empty())[-1]
         self.fed = list(history)
         return logits
 
@@ -93,15 +88,21 @@ class SecondModel:
         """Logits [1 + len(tree), target_vocab] after `history` and after every node of `tree`
         (a draft relative to `history`). The tree is cropped off the cache again, which then
         holds `history`: calls can grow a tree level by level."""
-        keep = min(_common_prefix(self.fed, history), len(history) - 1)
-        if self.cache is None:
-            self.cache = self.backend.new_cache()
-        self.cache.crop(keep)
-        logits = self._forward(history[keep:], tree)
+        logits = self._forward(self._rewind(history), tree)
+        assert self.cache is not None
         # Keep the committed text only: the next level re-feeds the whole tree.
         self.cache.crop(len(history))
         self.fed = list(history)
         return logits
+
+    def _rewind(self, history: list[int]) -> list[int]:
+        """Crop the cache to the longest fed prefix still in `history`; return what is left to
+        feed (at least one token: a forward must end on a token to give logits after it)."""
+        keep = min(_common_prefix(self.fed, history), len(history) - 1)
+        if self.cache is None:
+            self.cache = self.backend.new_cache()
+        self.cache.crop(keep)
+        return history[keep:]
 
     def _forward(self, pending: list[int], draft: Draft) -> torch.Tensor:
         assert self.cache is not None
@@ -133,10 +134,11 @@ class SecondModel:
 def sample_or_argmax(logits: torch.Tensor, sampling: SamplingConfig,
                      generator: torch.Generator) -> tuple[int, torch.Tensor]:
     """A token from the draft's distribution under the call's settings, and that distribution
-    ([vocab], fp32, on the CPU). Greedy settings give the argmax (a point mass)."""
-    probs = probabilities(logits, sampling).cpu()
+    ([vocab], fp32, on the CPU). Greedy settings give the argmax and no distribution (an empty
+    tensor): a greedy draft is a point mass and carries none."""
     if sampling.greedy:
-        return int(probs.argmax()), probs
+        return int(logits.argmax()), logits.new_empty(0)
+    probs = probabilities(logits, sampling).cpu()
     return int(torch.multinomial(probs, 1, generator=generator)), probs
 
 

@@ -51,8 +51,10 @@ class SelfSpecDrafter(DraftModelDrafter):
                  threshold: float = 0.7):
         check_skip_options(speedup, exit_layer)
         self.speedup, self.exit_layer = speedup, exit_layer
-        # The draft is the target itself, attached later: a placeholder passes the draft check.
-        super().__init__(draft="(the target, skipping layers)", max_draft=max_draft, stop=stop, threshold=threshold)
+        super().__init__(max_draft=max_draft, stop=stop, threshold=threshold)
+
+    def check_draft_option(self) -> None:
+        pass  # the draft is the target itself, attached later
 
     def make_second_model(self, target: Backend) -> Backend:
         return layer_skip_view(target, self.speedup, self.exit_layer)
