@@ -14,6 +14,10 @@ from typing import Unpack
 
 from decodekit.auto import AutoChoice, choose_method
 from decodekit.backend import Backend
+from decodekit.constraints import Constraint
+from decodekit.constraints.constraint import GrammarConstraint
+from decodekit.constraints.grammar import Grammar
+from decodekit.constraints.healing import HealingConstraint, PrefixStripper, heal_prompt, healed_grammar
 from decodekit.detok import IncrementalDecoder, StopStringFilter
 from decodekit.drafters import LOSSY, check_method, make_drafter, make_lossy
 from decodekit.drafters.base import Drafter, NoDrafter, attach_target
@@ -108,19 +112,25 @@ class Decoder:
                             token_ids if token_ids is not None else [])
 
     def _chunks(self, ids: list[int], settings: GenerationSettings, stats: GenerationStats,
-                token_ids: list[int]) -> Iterator[Chunk]:
+                token_ids: list[int], constraint: Constraint | None = None) -> Iterator[Chunk]:
+        """`constraint`: one to decode with instead of a fresh one for `settings.grammar`
+        (sample_constrained passes its AlignedConstraint)."""
+        constraint, healed = constraint or self.constraint(settings.grammar), PrefixStripper("")
+        if settings.heal:
+            healed_ids, constraint, healed = self._healed(ids, settings.grammar, constraint)
+            stats.healed_tokens, ids = len(ids) - len(healed_ids), healed_ids
         stats.prompt_tokens = len(ids)
         detok = IncrementalDecoder(self.backend.decode)
         stops = StopStringFilter(list(settings.stop))
         start = time.perf_counter()
         steps = decode(self.backend, ids, self.drafter, settings.sampling, SeededRandomness(settings.seed),
-                       settings.max_new_tokens)
+                       settings.max_new_tokens, constraint)
         stats.stop_reason = "interrupted"  # until the loop or a stop string says otherwise
         try:
             for step in steps:
                 token_ids.extend(step.tokens)
                 stats.add(step)
-                text = stops.push(detok.push(step.tokens))
+                text = stops.push(healed.push(detok.push(step.tokens)))
                 stats.wall_s = time.perf_counter() - start
                 if stops.stopped:
                     stats.stop_reason = "stop"
@@ -128,12 +138,40 @@ class Decoder:
                     return
                 stats.stop_reason = step.stop_reason or stats.stop_reason
                 yield Chunk(text, step)
-            tail = stops.push(detok.flush()) + stops.flush()
+            tail = stops.push(healed.push(detok.flush())) + stops.flush()
             if tail:
                 yield Chunk(tail, Step([], 0, 0, 0.0, 0.0, 0.0))
         finally:
             steps.close()
             stats.wall_s = time.perf_counter() - start
+            if constraint is not None:
+                stats.completed = constraint.completed
+
+    def _healed(self, ids: list[int], grammar: Grammar | None, constraint: Constraint | None
+                ) -> tuple[list[int], Constraint | None, PrefixStripper]:
+        """Token healing: the prompt without its last token, and a constraint that makes the
+        output start with that token's text (dropped again from the text the caller sees)."""
+        tokenizer = self._grammar_tokenizer()
+        healing = heal_prompt(ids, tokenizer)
+        if not healing.active:
+            return ids, constraint, PrefixStripper("")
+        inner = GrammarConstraint(healed_grammar(healing.prefix, grammar), tokenizer, self.backend.vocab_size,
+                                  self.backend.eos_token_ids)
+        return healing.prompt_ids, HealingConstraint(inner, healing.prefix, grammar is not None, tokenizer), \
+            PrefixStripper(healing.prefix)
+
+    def constraint(self, grammar: Grammar | None) -> GrammarConstraint | None:
+        """A fresh grammar state for one generation (None without a grammar); a grammar that
+        does not compile fails here, before anything is generated."""
+        if grammar is None:
+            return None
+        return GrammarConstraint(grammar, self._grammar_tokenizer(), self.backend.vocab_size, self.backend.eos_token_ids)
+
+    def _grammar_tokenizer(self):
+        if not hasattr(self.backend, "grammar_tokenizer"):
+            raise DecodekitError(f"the {type(self.backend).__name__} backend does not support grammars or token "
+                                 "healing (it has no grammar_tokenizer())")
+        return self.backend.grammar_tokenizer()
 
     def stream(self, prompt: str | None = None, *, messages: list[dict] | None = None,
                prompt_ids: list[int] | None = None, **options: Unpack[GenerateOptions]) -> Iterator[str]:

@@ -78,3 +78,6 @@ class Backend(Protocol):
     def has_chat_template(self) -> bool: ...
 
     def apply_chat_template(self, messages: list[dict]) -> list[int]: ...
+
+    # Optional: grammars (constraints/) need `grammar_tokenizer() -> llguidance.LLTokenizer`,
+    # the vocabulary as llguidance maps it; a backend without it gets a clear error there.

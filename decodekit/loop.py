@@ -10,6 +10,11 @@ that it is the single token the previous step produced::
     commit                       ->  cache keeps pending + accepted; the new token is pending
 
 The last Step says why the loop stopped (EOS, the token budget, or a full context).
+
+A constraint (constraints/constraint.py) trims each draft to what its grammar allows before the
+forward, masks the logits before verification, and advances on committed tokens only; the
+tokens its grammar then forces are committed at once and become pending with the step's last
+token, so they reach the model inside the next step's forward.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from collections.abc import Generator
 
 from decodekit.backend import Backend
 from decodekit.budget import Budget
+from decodekit.constraints import Constraint
+from decodekit.constraints.constraint import Unconstrained
 from decodekit.drafters.base import Drafter
 from decodekit.sampling import SamplingConfig
 from decodekit.types import Step, StopReason
@@ -32,37 +39,51 @@ def decode(
     sampling: SamplingConfig,
     rng: Randomness,
     max_new_tokens: int,
+    constraint: Constraint | None = None,
 ) -> Generator[Step, None, None]:
     """Yield one Step per verification until EOS, max_new_tokens or the context is full.
 
     The prompt must be non-empty and leave room for one token (api.py checks user input).
     The consumer may stop early (stop strings): closing the generator ends the loop.
     """
+    constraint = constraint if constraint is not None else Unconstrained()
     cache = backend.new_cache()
-    history = list(prompt_ids)
-    pending = list(prompt_ids)
-    produced = 0
     drafter.reset(prompt_ids, sampling, rng)
+    # What the grammar forces before the first token (e.g. '{"name": '): reported in the first Step.
+    opening = _cut(constraint.commit([]), backend.eos_token_ids,
+                   min(max_new_tokens, backend.context_length - len(prompt_ids)))
+    history = list(prompt_ids) + opening
+    pending = list(history)
+    produced = len(opening)
+    if opening and (stop := _stop_reason(opening, backend, produced, max_new_tokens, len(history))):
+        yield Step(opening, 0, 0, 0.0, 0.0, 0.0, stop, forced=len(opening))
+        return
     while True:
         t0 = _clock(backend)
         # A step feeds history[len(cache):] + draft, so the context must have room for all of it.
         room = min(max_new_tokens - produced - 1, backend.context_length - len(history) - 1)
         # Asked even when nothing fits (room 0), so drafters always observe what they proposed.
-        draft = drafter.propose(history, Budget(room, backend.latency))
+        draft, allowed = constraint.trim(drafter.propose(history, Budget(room, backend.latency)))
         t1 = _clock(backend)
         target_logits = backend.forward(pending, draft, cache)  # [1 + len(draft), vocab]
         t2 = _clock(backend)
         if len(pending) == 1:  # prefills would distort the per-size decode cost
             backend.latency.record(1 + len(draft), t2 - t1)
+        target_logits = constraint.apply(target_logits, allowed)
         result = verify(draft, target_logits, sampling, rng, position=len(history))
         cache.keep(len(cache) - len(draft), result.accepted)
         drafter.observe(draft, result, target_logits)
         tokens = _cut(result.tokens, backend.eos_token_ids, max_new_tokens - produced)
-        history.extend(tokens)
-        produced += len(tokens)
-        pending = tokens[-1:]
-        stop = _stop_reason(tokens, backend, produced, max_new_tokens, len(history))
-        yield Step(tokens, len(draft), result.num_accepted, t1 - t0, t2 - t1, time.perf_counter() - t2, stop)
+        forced = constraint.commit(tokens)
+        forced = _cut(forced, backend.eos_token_ids,
+                      min(max_new_tokens - produced - len(tokens), backend.context_length - len(history) - len(tokens)))
+        history.extend(tokens + forced)
+        produced += len(tokens) + len(forced)
+        pending = (tokens + forced)[-1 - len(forced):]
+        stop = _stop_reason(tokens + forced, backend, produced, max_new_tokens, len(history))
+        yield Step(opening + tokens + forced, len(draft), result.num_accepted, t1 - t0, t2 - t1, time.perf_counter() - t2,
+                   stop, forced=len(opening) + len(forced))
+        opening = []
         if stop is not None:
             return
 

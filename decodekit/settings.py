@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TypedDict, TypeGuard
 
+from decodekit.constraints.grammar import Grammar, from_options
 from decodekit.errors import DecodekitError
 from decodekit.sampling import SamplingConfig
 
@@ -25,6 +26,10 @@ class GenerateOptions(TypedDict, total=False):
     typical_p: float
     seed: int | None
     stop: list[str] | None
+    response_format: dict | None
+    regex: str | None
+    grammar: str | Grammar | None
+    heal: bool
 
 
 DEFAULT_MAX_NEW_TOKENS = 256
@@ -37,6 +42,8 @@ class GenerationSettings:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     seed: int | None = None  # None: a fresh random seed per call
     stop: tuple[str, ...] = ()
+    grammar: Grammar | None = None  # the constraint on the output, if any (constraints/grammar.py)
+    heal: bool = False  # token healing at the prompt's end (constraints/healing.py)
 
     @classmethod
     def from_options(cls, options: Mapping[str, object]) -> GenerationSettings:
@@ -57,8 +64,13 @@ class GenerationSettings:
             raise DecodekitError(f"stop must be a list of strings, got {stop!r}")
         if not all(isinstance(s, str) and s for s in stop):
             raise DecodekitError(f"stop strings must be non-empty strings, got {list(stop)!r}")
+        grammar = from_options(options.get("response_format"), options.get("regex"), options.get("grammar"))
+        heal = options.get("heal", False)
+        if not isinstance(heal, bool):
+            raise DecodekitError(f"heal must be True or False, got {heal!r}")
         sampling = SamplingConfig(**{k: options[k] for k in SAMPLING_FIELDS if k in options})  # type: ignore[arg-type]
-        return cls(max_new_tokens=max_new_tokens, sampling=sampling, seed=seed, stop=tuple(stop))
+        return cls(max_new_tokens=max_new_tokens, sampling=sampling, seed=seed, stop=tuple(stop),
+                   grammar=grammar, heal=heal)
 
 
 def is_int(value: object) -> TypeGuard[int]:

@@ -14,7 +14,7 @@ from typing import Literal
 
 import torch
 
-from decodekit.tree import check_parents_first
+from decodekit.tree import ROOT, check_parents_first
 
 
 @dataclass
@@ -45,6 +45,10 @@ class Draft:
     #       sequences through `node` reached them, repeats included, so len(draws[ROOT]) == k.
     rule: Literal["recursive", "k-seq"] = "recursive"
     draws: dict[int, list[int]] | None = None
+    # Set when the loop verified only part of a proposal (a grammar refused the rest): node i
+    # is node origin[i] of the draft the drafter proposed. Drafters that keep per-node notes
+    # from propose() read them through `origins` in observe().
+    origin: list[int] | None = None
 
     def __post_init__(self):
         if self.parents is not None:
@@ -73,6 +77,35 @@ class Draft:
     @classmethod
     def empty(cls) -> Draft:
         return cls()
+
+    @property
+    def origins(self) -> list[int]:
+        """For each node, its index in the proposed draft."""
+        return list(range(len(self.tokens))) if self.origin is None else self.origin
+
+    def restrict(self, kept: list[int], leaves: set[int] = frozenset()) -> Draft:  # type: ignore[assignment]
+        """This draft cut to the nodes `kept` (ascending, closed under parents), renumbered.
+
+        `leaves` are kept nodes whose children are all dropped; every drawn child of another
+        kept node must be kept, so the k-seq draws of kept nodes stay whole.
+
+        >>> Draft([5, 6, 7], [-1, 0, -1]).restrict([0, 2]).tokens
+        [5, 7]
+        """
+        if len(kept) == len(self.tokens):
+            return self
+        index = {old: new for new, old in enumerate(kept)}
+        parents = self.parent_list()
+        new_parents = [ROOT if parents[old] == ROOT else index[parents[old]] for old in kept]
+        probs = self.draft_probs[kept] if self.draft_probs is not None else None
+        draws = None
+        if self.draws is not None:
+            draws = {ROOT if node == ROOT else index[node]: [index[c] for c in drawn]
+                     for node, drawn in self.draws.items() if node == ROOT or (node in index and node not in leaves)}
+        is_chain = self.is_chain and new_parents == list(range(-1, len(kept) - 1))
+        origins = self.origins
+        return Draft([self.tokens[i] for i in kept], None if is_chain else new_parents, probs, self.rule, draws,
+                     [origins[i] for i in kept])
 
 
 @dataclass
@@ -107,6 +140,7 @@ class Step:
     forward_s: float
     other_s: float
     stop_reason: StopReason | None = None  # set on the loop's last step
+    forced: int = 0  # of `tokens`, how many a grammar forced (committed without a forward of their own)
 
 
 @dataclass
@@ -123,7 +157,12 @@ class GenerationStats:
     # tokens committed per step -> how many steps committed that many (an AR step commits 1)
     accepted_hist: dict[int, int] = field(default_factory=dict)
     drafted_tokens: int = 0
+    forced_tokens: int = 0  # committed because a grammar forced them (fast-forward)
+    healed_tokens: int = 0  # prompt tokens taken back by token healing (the output rewrites them)
     stop_reason: StopReason | None = None
+    # With a grammar: whether the text is a complete match (False when max_new_tokens cut it
+    # short). None without one.
+    completed: bool | None = None
 
     @property
     def tokens_per_s(self) -> float:
@@ -137,13 +176,14 @@ class GenerationStats:
     @property
     def acceptance_rate(self) -> float:
         """Accepted draft tokens over drafted tokens."""
-        accepted = self.new_tokens - self.steps
+        accepted = self.new_tokens - self.steps - self.forced_tokens
         return accepted / self.drafted_tokens if self.drafted_tokens else 0.0
 
     def add(self, step: Step) -> None:
         self.steps += 1
         self.new_tokens += len(step.tokens)
         self.drafted_tokens += step.draft_len
+        self.forced_tokens += step.forced
         self.draft_s += step.draft_s
         self.forward_s += step.forward_s
         self.other_s += step.other_s
@@ -161,10 +201,13 @@ class GenerationStats:
             "tau": round(self.tau, 3),
             "acceptance_rate": round(self.acceptance_rate, 3),
             "accepted_hist": self.accepted_hist,
+            "forced_tokens": self.forced_tokens,
+            "healed_tokens": self.healed_tokens,
             "draft_s": round(self.draft_s, 4),
             "forward_s": round(self.forward_s, 4),
             "other_s": round(self.other_s, 4),
             "stop_reason": self.stop_reason,
+            "completed": self.completed,
         }
 
 
@@ -174,3 +217,8 @@ class GenerationResult:
     token_ids: list[int]  # generated tokens only
     prompt_ids: list[int]
     stats: GenerationStats
+
+    @property
+    def completed(self) -> bool | None:
+        """With a grammar: whether the text is a complete match of it. None without one."""
+        return self.stats.completed

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import typer
 from rich.console import Console
 
 from decodekit.cli.errors import exit_on_user_error
+from decodekit.constraints.grammar import gbnf, grammar_text
 from decodekit.drafters import METHODS, check_method, fill_draft, takes_draft
 from decodekit.errors import DecodekitError
 from decodekit.methods import parse_method
@@ -40,6 +42,13 @@ def generate(
     threads: int | None = typer.Option(None, help="CPU threads for torch (default: torch's choice)."),
     device: str | None = typer.Option(None, help="cpu, cuda or cuda:N (default: the GPU if there is one)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (text, ids, stats) instead of streaming."),
+    json_schema: Path | None = typer.Option(None, "--json-schema", help="Constrain the output to this JSON Schema (a file)."),
+    json_lenient: bool = typer.Option(False, "--json-lenient", help="Ignore schema keywords llguidance does not implement."),
+    regex: str | None = typer.Option(None, "--regex", help="Constrain the output to match this regular expression."),
+    grammar: Path | None = typer.Option(None, "--grammar", help="Constrain the output to this grammar file: Lark "
+                                                                "(llguidance's dialect) or GBNF (.gbnf, or rules with ::=)."),
+    heal: bool = typer.Option(False, "--heal", help="Token healing: rewrite the prompt's last token, so a prompt "
+                                                    "that ends mid-word completes the word."),
 ):
     """Generate text with a decoding method; the text goes to stdout, the figures to stderr."""
     from decodekit.api import Decoder  # imported here so `--help` stays fast
@@ -53,7 +62,8 @@ def generate(
         method_options = fill_draft(spec.name, spec.options, draft)
         check_method(spec.name, method_options)
         options: GenerateOptions = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                       min_p=min_p, typical_p=typical_p, seed=seed, stop=stop)
+                       min_p=min_p, typical_p=typical_p, seed=seed, stop=stop, heal=heal,
+                       **_constraint_options(json_schema, json_lenient, regex, grammar))
         GenerationSettings.from_options(options)  # bad settings fail before the model loads
         with stderr.status(f"loading {model} ({dtype})" + (", measuring methods on this prompt" if method == "auto" else "")):
             decoder = Decoder(model, spec.name, dtype=dtype, threads=threads, device=device,
@@ -63,8 +73,8 @@ def generate(
         ids = decoder.prompt_ids(text) if raw else decoder.user_prompt_ids(text, system)
         if as_json:
             result = decoder.generate(prompt_ids=ids, **options)
-            print(json.dumps({"model": model, "method": method, "text": result.text,
-                              "token_ids": result.token_ids, "stats": result.stats.as_dict()}))
+            print(json.dumps({"model": model, "method": method, "text": result.text, "token_ids": result.token_ids,
+                              "completed": result.completed, "stats": result.stats.as_dict()}))
             return
         from decodekit.types import GenerationStats
 
@@ -74,6 +84,29 @@ def generate(
             sys.stdout.flush()
         sys.stdout.write("\n")
         stderr.print(_summary(method, stats), highlight=False)
+
+
+def _constraint_options(json_schema: Path | None, lenient: bool, regex: str | None, grammar: Path | None) -> dict:
+    """The generate() options for the constraint flags (files read here, so a bad path is a clear error)."""
+    if lenient and json_schema is None:
+        raise DecodekitError("--json-lenient goes with --json-schema")
+    options: dict = {}
+    if json_schema is not None:
+        spec = {"name": json_schema.stem, "schema": _read_file(json_schema, "--json-schema")}
+        options["response_format"] = {"type": "json_schema", "json_schema": {**spec, **({"lenient": True} if lenient else {})}}
+    if regex is not None:
+        options["regex"] = regex
+    if grammar is not None:
+        text = _read_file(grammar, "--grammar")
+        options["grammar"] = gbnf(text) if grammar.suffix == ".gbnf" else grammar_text(text)
+    return options
+
+
+def _read_file(path: Path, flag: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise DecodekitError(f"{flag}: cannot read {path}: {getattr(error, 'strerror', None) or error}") from None
 
 
 def _read_stdin() -> str:
@@ -89,5 +122,8 @@ def _summary(method: str, stats) -> str:
             f"{stats.steps} steps · τ {stats.tau:.2f} tokens/step")
     if stats.drafted_tokens:
         line += f" · {stats.acceptance_rate:.0%} of {stats.drafted_tokens} drafted tokens accepted"
+    if stats.forced_tokens:
+        line += f" · {stats.forced_tokens} tokens forced by the grammar"
     hist = " ".join(f"{k}:{v}" for k, v in stats.accepted_hist.items())
-    return line + f"\ntokens per step histogram {hist} · stop: {stats.stop_reason}[/dim]"
+    done = "" if stats.completed is None else f" · grammar {'completed' if stats.completed else 'NOT completed'}"
+    return line + f"\ntokens per step histogram {hist} · stop: {stats.stop_reason}{done}[/dim]"

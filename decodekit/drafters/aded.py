@@ -114,12 +114,13 @@ class AdedDrafter:
     def observe(self, draft: Draft, result: VerifyResult, target_logits: torch.Tensor) -> None:
         on_path = set(result.accepted)
         judged_parents = on_path | {-1}
+        contexts = [self._contexts[i] for i in draft.origins]  # a grammar may have cut the proposal
         for node, parent in enumerate(draft.parent_list()):
             if parent in judged_parents:  # the model saw this node's context: it was judged
-                key = (*self._contexts[node], draft.tokens[node])
+                key = (*contexts[node], draft.tokens[node])
                 self.tried[key] += 1
                 self.accepted[key] += node in on_path
-                self.context_tries[self._contexts[node]] += 1
+                self.context_tries[contexts[node]] += 1
         self._learn(self._tail + result.tokens)
         if len(draft):
             self.calibration.observe(result.num_accepted)

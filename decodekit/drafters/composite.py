@@ -100,8 +100,12 @@ class CompositeDrafter:
         return merged if len(merged) else Draft.empty()
 
     def observe(self, draft: Draft, result: VerifyResult, target_logits: torch.Tensor) -> None:
+        verified = {proposed: i for i, proposed in enumerate(draft.origins)}
         for part, (own, mapping) in zip(self.parts, self._last):
             if mapping is None:
                 continue  # left out of this step's tree: nothing of it was verified
+            if draft.origin is not None:  # a grammar cut the merged draft: each part sees what survived of its own
+                kept = [i for i, m in enumerate(mapping) if m in verified]
+                own, mapping = own.restrict(kept), [verified[mapping[i]] for i in kept]
             rows = [0] + [1 + m for m in mapping]
             part.observe(own, project_result(own, mapping, result), target_logits[rows])

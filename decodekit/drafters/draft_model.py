@@ -197,7 +197,8 @@ class DraftModelDrafter(ModelDrafterBase):
 
     def observe(self, draft: Draft, result: VerifyResult, target_logits: torch.Tensor) -> None:
         if len(draft):
-            self.calibration.observe(self._confidences, result.num_accepted)
+            # A grammar may have cut the chain: the confidences of its verified prefix.
+            self.calibration.observe(self._confidences[: len(draft)], result.num_accepted)
             self.first.update(int(result.num_accepted > 0), int(result.num_accepted == 0))
 
 

@@ -105,6 +105,8 @@ class LookaheadDrafter:
     def observe(self, draft: Draft, result: VerifyResult, target_logits: torch.Tensor) -> None:
         best = target_logits.argmax(-1).tolist()  # [1 + len(draft)]
         root = self._root_position
+        if draft.origin is not None:  # a grammar cut the proposal: follow each branch as far as it survived
+            self._window_nodes, *self._guess_nodes = _surviving([self._window_nodes, *self._guess_nodes], draft.origin)
         # Jacobi update: the prediction after window token i guesses position root + 2 + i.
         iterate = {root + 1: best[0]}
         for i, node in enumerate(self._window_nodes):
@@ -158,3 +160,17 @@ def _accepted_prefix(nodes: list[int], accepted: list[int]) -> int:
             break
         count += 1
     return count
+
+
+def _surviving(branches: list[list[int]], origin: list[int]) -> list[list[int]]:
+    """Each branch's node indices in the verified draft, up to its first node that was cut."""
+    index = {proposed: verified for verified, proposed in enumerate(origin)}
+    survived = []
+    for nodes in branches:
+        kept: list[int] = []
+        for node in nodes:
+            if node not in index:
+                break
+            kept.append(index[node])
+        survived.append(kept)
+    return survived

@@ -116,7 +116,7 @@ class TokenRecyclingDrafter:
         accepted = set(result.accepted)
         if len(draft):
             self.calibration.observe(result.num_accepted)
-        for draft_node, t_index in enumerate(self._template_of):
+        for draft_node, t_index in enumerate(self._template_of[i] for i in draft.origins):
             self.node_rates[t_index].update(int(draft_node in accepted), int(draft_node not in accepted))
         if self.adaptive:
             # Nodes left out drift back toward the prior, so one bad patch doesn't prune them for good.

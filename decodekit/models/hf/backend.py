@@ -7,6 +7,7 @@ releases and architectures without patching modeling code. It implements backend
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ from decodekit.tree import ancestor_mask, depths
 from decodekit.types import Draft
 
 if TYPE_CHECKING:
+    from llguidance import LLTokenizer
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -162,6 +164,24 @@ class HFBackend:
             raise DecodekitError(f"{self.name} has no chat template: pass a plain prompt instead of messages")
         ids: Any = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
         return list(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
+
+    def grammar_tokenizer(self) -> LLTokenizer:
+        """The tokenizer as llguidance sees it (built once per tokenizer: it takes about a second)."""
+        return grammar_tokenizer(self.tokenizer, self.vocab_size, tuple(sorted(self.eos_token_ids)), self.name)
+
+
+@functools.lru_cache(maxsize=8)
+def grammar_tokenizer(tokenizer: PreTrainedTokenizerBase, vocab_size: int, eos_ids: tuple[int, ...], name: str) -> LLTokenizer:
+    import llguidance.hf
+    from transformers import PreTrainedTokenizerFast
+
+    if not isinstance(tokenizer, PreTrainedTokenizerFast):
+        raise UnsupportedModelError(f"{name}: grammars need a fast (Rust) tokenizer, and this model only has a slow "
+                                    f"{type(tokenizer).__name__}; convert it with transformers' convert_slow_tokenizer")
+    try:
+        return llguidance.hf.from_tokenizer(tokenizer, n_vocab=vocab_size, eos_token=list(eos_ids))
+    except Exception as e:  # llguidance raises plain exceptions for vocabularies it cannot map
+        raise UnsupportedModelError(f"{name}: llguidance cannot map this tokenizer's vocabulary for grammars: {e}") from None
 
 
 def _eos_ids(model, tokenizer) -> set[int]:

@@ -253,6 +253,9 @@ class LayerSkipBackend:
     def apply_chat_template(self, messages: list[dict]) -> list[int]:
         return self.full.apply_chat_template(messages)
 
+    def grammar_tokenizer(self):
+        return self.full.grammar_tokenizer()
+
 
 if TYPE_CHECKING:
     from decodekit.backend import Backend
