@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from decodekit.cli.bench import bench
+from decodekit.cli.bench_structured import bench_structured
 from decodekit.cli.errors import OneLineUsageErrors
 from decodekit.cli.generate import generate
 from decodekit.cli.models import models_app
@@ -14,6 +15,7 @@ app = typer.Typer(cls=OneLineUsageErrors, help="decodekit: decode language model
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 app.command()(generate)
 app.command()(bench)
+app.command()(bench_structured)
 app.add_typer(models_app, name="models")
 app.add_typer(train_app, name="train")
 
