@@ -221,10 +221,23 @@ def test_command_fails_on_a_new_failure_and_reports_fixed_ones(model_dir, tmp_pa
     assert "FAIL" in (tmp_path / "o" / "report.md").read_text()
 
 
+def test_a_subset_run_whole_must_compile_and_pass_as_many_schemas_as_llguidance_publishes():
+    from decodekit.bench.structured import FileResult
+    from decodekit.bench.structured_report import PUBLISHED_SUBSETS, below_published
+
+    files, compiled, _ = PUBLISHED_SUBSETS["MCPspec"]
+    results = [FileResult(f"MCPspec---s{i}.json", "MCPspec", compiled=i < compiled) for i in range(files)]
+    assert below_published(results) == []
+    results[0].compiled = False
+    assert below_published(results) and "MCPspec: 34 compiled" in below_published(results)[0]
+    assert below_published(results[1:]) == []  # not the whole subset: nothing to compare with
+
+
 def test_generate_validates_outputs_and_compares_speed(model_dir, tmp_path):
     out = tmp_path / "o"
     result = runner.invoke(app, ["bench-structured", str(SAMPLE), "--model", str(model_dir), "--out", str(out),
-                                 "--generate", "3", "--max-new-tokens", "24", "--speed", "2"])
+                                 "--generate", "3", "--max-new-tokens", "24", "--speed", "2", "--methods",
+                                 "prompt-lookup,token-recycling"])
     assert result.exit_code == 0, result.output
     records = [json.loads(line) for line in (out / "generation.jsonl").read_text().splitlines()]
     assert [r["mode"] for r in records] == ["greedy", "t=1.0"] * 3
@@ -233,8 +246,12 @@ def test_generate_validates_outputs_and_compares_speed(model_dir, tmp_path):
     assert all(r["verdict"] in ("valid", "truncated", "unchecked") for r in records)
     assert all((r["verdict"] == "truncated") == (not r["completed"]) for r in records)
     assert sum(r["unconstrained_tokens"] > 0 for r in records) == 2
+    compared = [r["methods"] for r in records if r["methods"]]
+    assert len(compared) == 2 and all(set(m) == {"prompt-lookup", "token-recycling"} for m in compared)
+    assert all(run["identical"] and run["explained"] is None for m in compared for run in m.values())
     report = (out / "report.md").read_text()
     assert "## Generation under the schemas" in report and "| greedy | 3 |" in report
+    assert "| prompt-lookup | 2 | 2 | 0 | 0 |" in report
 
 
 def test_limit_runs_the_first_files_by_name(model_dir, tmp_path):

@@ -20,15 +20,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import jsonschema
 import referencing.exceptions
 
 from decodekit.api import Decoder
+from decodekit.bench.divergence import first_divergence, is_bug, logit_gap, tie_tolerance
 from decodekit.errors import DecodekitError
-from decodekit.types import GenerationStats
+from decodekit.types import Draft, GenerationStats
 
 MODES = {"greedy": {"temperature": 0.0}, "t=1.0": {"temperature": 1.0, "seed": 0}}
 PROMPT = "Write one JSON value that satisfies this JSON Schema. Reply with the JSON only.\n\nSchema:\n{schema}"
@@ -56,6 +57,9 @@ class Generated:
     decode_seconds: float = 0.0
     unconstrained_tokens: int = 0
     unconstrained_seconds: float = 0.0
+    # Greedy with each drafting method (the first `speed` schemas): {method: {"identical": ids
+    # equal to AR's, "explained": a divergence at an fp tie, "tokens", "seconds"}}.
+    methods: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -95,12 +99,13 @@ def verdict(text: str, schema: Any, completed: bool | None, stop_reason: str | N
 
 
 def generate_all(decoder: Decoder, files: list[Any], count: int, max_new_tokens: int, speed: int,
-                 on_progress: Callable[[Generated], None] = lambda g: None) -> list[Generated]:
-    """Both modes for the first `count` files of `files` whose prompt leaves room for the output."""
+                 on_progress: Callable[[Generated], None] = lambda g: None,
+                 drafters: tuple[Decoder, ...] = ()) -> list[Generated]:
+    """Both modes for the first `count` files of `files` whose prompt leaves room for the output;
+    `drafters` (Decoders on the same backend) decode the greedy case too, on the first `speed`."""
     results: list[Generated] = []
-    index = 0
     for f in files:
-        if index == count:
+        if len(results) == 2 * count:
             break
         try:
             ids = decoder.user_prompt_ids(PROMPT.format(schema=json.dumps(f.schema)))
@@ -108,30 +113,53 @@ def generate_all(decoder: Decoder, files: list[Any], count: int, max_new_tokens:
             continue  # a prompt the model's context cannot hold
         if len(ids) + max_new_tokens > decoder.backend.context_length:
             continue
+        measure_speed = len(results) < 2 * speed
         response_format = {"type": "json_schema", "json_schema": {"name": "maskbench", "schema": f.schema}}
         for mode, options in MODES.items():
-            text, stats, decoded = _decode(decoder, ids, response_format=response_format, max_new_tokens=max_new_tokens,
-                                           **options)
-            judged, detail = verdict(text, f.schema, stats.completed, stats.stop_reason)
-            generated = Generated(f.name, f.subset, mode, stats.new_tokens, stats.forced_tokens, stats.wall_s,
-                                  stats.stop_reason, stats.completed, judged, detail, *decoded)
-            if mode == "greedy" and index < speed:
-                _, _, (generated.unconstrained_tokens, generated.unconstrained_seconds) = _decode(
-                    decoder, ids, max_new_tokens=max_new_tokens)
+            run = _decode(decoder, ids, response_format=response_format, max_new_tokens=max_new_tokens, **options)
+            judged, detail = verdict(run.text, f.schema, run.stats.completed, run.stats.stop_reason)
+            generated = Generated(f.name, f.subset, mode, run.stats.new_tokens, run.stats.forced_tokens, run.stats.wall_s,
+                                  run.stats.stop_reason, run.stats.completed, judged, detail, *run.after_first)
+            if mode == "greedy" and measure_speed:
+                generated.unconstrained_tokens, generated.unconstrained_seconds = _decode(
+                    decoder, ids, max_new_tokens=max_new_tokens).after_first
+                for other in drafters:
+                    again = _decode(other, ids, response_format=response_format, max_new_tokens=max_new_tokens)
+                    generated.methods[other.method] = {
+                        "identical": again.token_ids == run.token_ids,
+                        "explained": _tie(decoder, ids, run.token_ids, again.token_ids),
+                        "tokens": again.after_first[0], "seconds": again.after_first[1]}
             results.append(generated)
             on_progress(generated)
-        index += 1
     return results
 
 
-def _decode(decoder: Decoder, ids: list[int], **options: Any) -> tuple[str, GenerationStats, tuple[int, float]]:
-    """Text, stats, and (tokens, seconds) after the first step."""
-    stats = GenerationStats()
-    chunks = list(decoder.stream_chunks(prompt_ids=ids, stats=stats, **options))
+@dataclass
+class _Run:
+    text: str
+    stats: GenerationStats
+    token_ids: list[int]
+    after_first: tuple[int, float]  # tokens and seconds after the first step (the prefill)
+
+
+def _decode(decoder: Decoder, ids: list[int], **options: Any) -> _Run:
+    stats, token_ids = GenerationStats(), list[int]()
+    chunks = list(decoder.stream_chunks(prompt_ids=ids, stats=stats, token_ids=token_ids, **options))
     first = chunks[0].step if chunks else None
     first_s = first.draft_s + first.forward_s + first.other_s if first else 0.0
     after = (stats.new_tokens - len(first.tokens) if first else 0, max(stats.wall_s - first_s, 0.0))
-    return "".join(c.text for c in chunks), stats, after
+    return _Run("".join(c.text for c in chunks), stats, token_ids, after)
+
+
+def _tie(decoder: Decoder, ids: list[int], want: list[int], got: list[int]) -> bool | None:
+    """Where `got` first leaves `want`: True if AR's logits there tie within the benchmark's
+    tolerance (an explained divergence), False if not (a bug); None when they are identical."""
+    position = first_divergence(want, got)
+    if position is None:
+        return None
+    backend = decoder.backend
+    row = backend.forward(ids + want[:position], Draft.empty(), backend.new_cache())[0]
+    return not is_bug(logit_gap(row, want[position], got[position]), tie_tolerance(row, backend.dtype_name))
 
 
 @dataclass
@@ -180,6 +208,19 @@ def markdown(results: list[Generated], command: str) -> str:
               f"| {overall.ratio:.2f}× |",
               f"| ≥ {FAST_FORWARD_SHARE:.0%} of tokens forced | {forced.schemas} | {forced.constrained_tok_s:.1f} "
               f"| {forced.unconstrained_tok_s:.1f} | {forced.ratio:.2f}× |", ""]
+    names = sorted({name for g in results for name in g.methods})
+    if names:
+        ar = [g for g in results if g.methods]
+        ar_rate = sum(g.decode_tokens for g in ar) / max(sum(g.decode_seconds for g in ar), 1e-9)
+        lines += ["| constrained greedy with a drafter | schemas | identical to constrained AR | divergences at a tie "
+                  "| divergences not at a tie | tok/s | vs constrained AR |", "|---|---|---|---|---|---|---|"]
+        for name in names:
+            runs = [g.methods[name] for g in ar if name in g.methods]
+            rate = sum(r["tokens"] for r in runs) / max(sum(r["seconds"] for r in runs), 1e-9)
+            lines.append(f"| {name} | {len(runs)} | {sum(r['identical'] for r in runs)} "
+                         f"| {sum(r['explained'] is True for r in runs)} | {sum(r['explained'] is False for r in runs)} "
+                         f"| {rate:.1f} | {rate / ar_rate if ar_rate else 0:.2f}× |")
+        lines.append("")
     failures = [g for g in results if g.verdict in ("invalid", "unparsable")]
     if failures:
         lines += ["Outputs that completed the grammar but fail the schema:", ""]

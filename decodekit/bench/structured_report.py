@@ -195,6 +195,20 @@ def published_subset_rows(summaries: list[SubsetSummary]) -> list[list[str]]:
     return rows
 
 
+def below_published(results: list[FileResult]) -> list[str]:
+    """Subsets run whole (as many files as llguidance's published count) where fewer schemas
+    compiled, or fewer passed, than llguidance's own CI expects: a coverage regression."""
+    short = []
+    for s in summarize(results):
+        published = PUBLISHED_SUBSETS.get(s.name)
+        if published is None or s.files != published[0]:
+            continue
+        if s.compiled < published[1] or s.passing < published[2]:
+            short.append(f"{s.name}: {s.compiled} compiled and {s.passing} passing of {s.files}, llguidance's CI expects "
+                         f"{published[1]} and {published[2]}")
+    return short
+
+
 def published_run_rows(total: SubsetSummary, results: list[FileResult]) -> list[list[str]]:
     rows = []
     for run in PUBLISHED_RUNS:

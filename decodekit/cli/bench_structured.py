@@ -39,13 +39,16 @@ def bench_structured(
                                                                     "output cut by it is counted as truncated."),
     speed: int = typer.Option(40, help="For the first N generated schemas, also decode without the constraint and "
                                        "compare tokens/s."),
+    methods: str = typer.Option("", help="Comma-separated drafting methods (e.g. prompt-lookup,copy-spec) that also "
+                                         "decode the first --speed schemas greedily under the constraint: their ids "
+                                         "must equal constrained AR's."),
 ):
     """Coverage, compliance and speed of decodekit's JSON Schema constraints on MaskBench; with --generate N,
     also outputs generated under N schemas, validated, and the constraint's cost in tokens/s."""
     import llguidance
 
     from decodekit.bench.structured import compare, load_folder, read_expected_failures, run_benchmark
-    from decodekit.bench.structured_report import print_terminal, write_report
+    from decodekit.bench.structured_report import below_published, print_terminal, write_report
     from decodekit.machine import cpu_model
     from decodekit.models.hf import load_backend
 
@@ -53,6 +56,8 @@ def bench_structured(
     with exit_on_user_error():
         if generate < 0:
             raise DecodekitError(f"--generate must be >= 0, got {generate}")
+        if methods and not generate:
+            raise DecodekitError("--methods compares drafters under the schemas of --generate: give --generate N too")
         if max_new_tokens < 1:
             raise DecodekitError(f"--max-new-tokens must be >= 1, got {max_new_tokens}")
         files = load_folder(folder, limit)
@@ -69,20 +74,25 @@ def bench_structured(
                 task, advance=1, description=result.subset))
         seconds = time.perf_counter() - start
         comparison = compare(results, expected)
-        generated, section = _generate(backend, method, files, results, generate, max_new_tokens, speed, out, command)
+        generated, section = _generate(backend, method, files, results, generate, max_new_tokens, speed, out, command,
+                                       [m.strip() for m in methods.split(",") if m.strip()])
         info = {"model": model, "tokenizer vocabulary": tokenizer.vocab_size, "llguidance": llguidance.__version__,
                 "cpu": cpu_model(), "python": platform.python_version(), "files": len(files),
                 "expected failures": str(expected_failures or "the list shipped with decodekit"),
                 "run time": f"{seconds:.1f} s (one thread)"}
         write_report(out, results, comparison, info, command, extra=section)
         print_terminal(results, comparison, stderr)
+        shortfalls = below_published(results)
+        for line in shortfalls:
+            stderr.print(f"[red]coverage below llguidance's published figure[/red] {line}", highlight=False)
         stderr.print(f"report: {out / 'report.md'}", highlight=False)
-    if comparison.failed or any(g.verdict in ("invalid", "unparsable") for g in generated):
+    diverged = any(m["explained"] is False for g in generated for m in g.methods.values())
+    if comparison.failed or shortfalls or diverged or any(g.verdict in ("invalid", "unparsable") for g in generated):
         raise typer.Exit(FAILED)
 
 
 def _generate(backend, method: str, files, results, count: int, max_new_tokens: int, speed: int, out: Path,
-              command: str) -> tuple[list, str]:
+              command: str, methods: list[str]) -> tuple[list, str]:
     """`--generate N`: outputs under N compiled schemas, validated; generation.jsonl and a report section."""
     if count == 0:
         return [], ""
@@ -90,11 +100,13 @@ def _generate(backend, method: str, files, results, count: int, max_new_tokens: 
     from decodekit.bench.structured_generation import candidates, generate_all, markdown
 
     decoder = Decoder(backend, method)
+    drafters = tuple(Decoder(backend, name) for name in methods)
     picked = candidates(files, {r.name for r in results if r.compiled})
     with _progress() as progress:
         task = progress.add_task("generating", total=min(count, len(picked)) * 2)
         generated = generate_all(decoder, picked, count, max_new_tokens, speed,
-                                 on_progress=lambda g: progress.update(task, advance=1, description=f"{g.subset} {g.mode}"))
+                                 on_progress=lambda g: progress.update(task, advance=1, description=f"{g.subset} {g.mode}"),
+                                 drafters=drafters)
     with (out / "generation.jsonl").open("w", encoding="utf-8") as f:
         for g in generated:
             f.write(json.dumps(g.as_dict(), ensure_ascii=False) + "\n")
