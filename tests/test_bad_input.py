@@ -107,6 +107,15 @@ CASES = [
     cli("gen-model-empty", ["generate", "hi", "--model", ""], r"model name is empty"),
     cli("gen-model-missing-folder", ["generate", "hi", "--model", "{missing}"], r"no such folder or file"),
     cli("gen-model-not-a-model", ["generate", "hi", "--model", "{not_a_model}"], r"not a Hugging Face model folder"),
+    # generate: constraints
+    cli("gen-json-schema-missing", [*GEN, "--json-schema", "{missing}"], r"--json-schema: cannot read .*missing"),
+    cli("gen-json-schema-invalid", [*GEN, "--json-schema", "{bad_schema}"], r"invalid or unsupported json schema.*strin"),
+    cli("gen-json-schema-not-json", [*GEN, "--json-schema", "{bad_dataset}"], r"JSON schema is not valid JSON"),
+    cli("gen-json-lenient-alone", [*GEN, "--json-lenient"], r"--json-lenient goes with --json-schema"),
+    cli("gen-regex-invalid", [*GEN, "--regex", "a(b"], r"invalid or unsupported regex.*unclosed group"),
+    cli("gen-grammar-missing", [*GEN, "--grammar", "{missing}"], r"--grammar: cannot read"),
+    cli("gen-grammar-invalid", [*GEN, "--grammar", "{bad_grammar}"], r'unknown name: "bar"'),
+    cli("gen-two-constraints", [*GEN, "--regex", "a", "--grammar", "{bad_grammar}"], r"at most one of"),
     # generate: found only once the model has tokenized the prompt
     cli("gen-prompt-too-long", ["generate", TOO_LONG, "--raw", "--model", "{model}"], r"context of 512"),
     # models
@@ -204,6 +213,16 @@ CASES = [
         r"method_options must be a dict"),
     api("model-dtype-unknown", lambda e: decodekit.generate("hi", model=e.model, dtype="int4"), r"unknown dtype 'int4'"),
     api("model-threads-zero", lambda e: Decoder(e.model, threads=0), r"threads must be an integer >= 1"),
+    # API: constraints
+    api("heal-not-bool", lambda e: e.decoder.generate("hi", heal="yes"), r"heal must be True or False"),
+    api("response-format-type", lambda e: e.decoder.generate("hi", response_format={"type": "yaml"}), r"'yaml'"),
+    api("response-format-no-schema", lambda e: e.decoder.generate("hi", response_format={"type": "json_schema"}),
+        r'needs "json_schema"'),
+    api("json-schema-false", lambda e: e.decoder.generate("hi", response_format={
+        "type": "json_schema", "json_schema": {"schema": False}}), r"matches nothing"),
+    api("regex-not-str", lambda e: e.decoder.generate("hi", regex=5), r"regex must be a non-empty string"),
+    api("grammar-not-str", lambda e: e.decoder.generate("hi", grammar=["x"]), r"grammar must be Lark or GBNF text"),
+    api("stream-bad-grammar", lambda e: e.decoder.stream("hi", grammar="start: nothing"), r"unknown name"),
 ]
 
 
@@ -219,11 +238,14 @@ def files(tmp_path_factory) -> dict[str, str]:
     byte_tokenizer(reverse=True).save_pretrained(other)
     dataset = root / "q.jsonl"
     dataset.write_text(json.dumps({"question_id": 1, "category": "qa", "turns": ["abc abc"]}) + "\n")
+    (root / "bad-schema.json").write_text('{"type": "strin"}')
+    (root / "bad.lark").write_text('start: foo\nfoo: "x" bar\n')
     bad = root / "bad.jsonl"
     bad.write_text(dataset.read_text() + "{not json\n")
     return {"{model}": str(model), "{dataset}": str(dataset), "{bad_dataset}": str(bad),
             "{missing}": str(root / "missing"), "{not_a_model}": str(root / "not-a-model"),
-            "{out}": str(root / "out"), "{other_tokenizer}": str(other)}
+            "{out}": str(root / "out"), "{other_tokenizer}": str(other),
+            "{bad_schema}": str(root / "bad-schema.json"), "{bad_grammar}": str(root / "bad.lark")}
 
 
 @pytest.fixture(scope="module")

@@ -272,3 +272,31 @@ def test_lenient_json_accepts_a_schema_with_unsupported_keywords():
     with pytest.raises(GrammarError):
         grammars.check(strict, tokenizer)
     grammars.check(lenient, tokenizer)
+
+
+def test_a_slow_tokenizer_gets_a_clear_error():
+    from decodekit.errors import UnsupportedModelError
+    from decodekit.models.hf.backend import grammar_tokenizer
+
+    with pytest.raises(UnsupportedModelError, match="fast \\(Rust\\) tokenizer"):
+        grammar_tokenizer(object(), 258, (256,), "slow-model")  # type: ignore[arg-type]
+
+
+def test_cli_json_output_says_whether_the_grammar_completed(tmp_path):
+    from tiny import byte_tokenizer, tiny_model
+    from typer.testing import CliRunner
+
+    from decodekit.cli import app
+
+    tiny_model("llama").save_pretrained(tmp_path)
+    byte_tokenizer().save_pretrained(tmp_path)
+    (tmp_path / "yn.gbnf").write_text('root ::= "yes" | "no"\n')
+    runner = CliRunner()
+    done = runner.invoke(app, ["generate", "x", "--model", str(tmp_path), "--raw", "--json", "--grammar",
+                               str(tmp_path / "yn.gbnf")])
+    assert done.exit_code == 0, done.output
+    record = json.loads(done.stdout)
+    assert record["text"] in ("yes", "no") and record["completed"] is True
+    cut = runner.invoke(app, ["generate", "x", "--model", str(tmp_path), "--raw", "--json", "--regex", "[a-z]{30}",
+                              "-n", "4"])
+    assert json.loads(cut.stdout)["completed"] is False

@@ -31,7 +31,7 @@ import llguidance
 import numpy as np
 import torch
 
-from decodekit.constraints.grammar import Grammar, GrammarError
+from decodekit.constraints.grammar import Grammar, compile_error
 from decodekit.tree import ROOT, children
 from decodekit.types import Draft
 
@@ -60,7 +60,7 @@ class GrammarConstraint:
         self.grammar = grammar
         self.matcher = llguidance.LLMatcher(tokenizer, grammar.llguidance, log_level=0)
         if self.matcher.is_error():
-            raise GrammarError(f"invalid or unsupported {grammar.kind.replace('_', ' ')}: {self.matcher.get_error().strip()}")
+            raise compile_error(grammar, self.matcher.get_error())
         self.vocab_size = vocab_size
         self.eos_token_ids = eos_token_ids
         self.eos = tokenizer.eos_token

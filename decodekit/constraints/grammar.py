@@ -156,4 +156,13 @@ def check(grammar: Grammar, tokenizer: llguidance.LLTokenizer | None = None) -> 
     """Compile `grammar` once; raise a GrammarError naming the keyword or line it trips on."""
     failed, messages = llguidance.LLMatcher.validate_grammar_with_warnings(grammar.llguidance, tokenizer)
     if failed:
-        raise GrammarError(f"invalid or unsupported {grammar.kind.replace('_', ' ')}: {messages[0].strip()}")
+        raise compile_error(grammar, messages[0])
+
+
+def compile_error(grammar: Grammar, message: str) -> GrammarError:
+    """llguidance's message on one line: its first line names the keyword, or the line and
+    column ("at 2(6): unknown name ..."); the rest mostly repeats the grammar text."""
+    lines = [line.strip() for line in message.strip().splitlines()] or ["unknown error"]
+    # A regex parse error says what is wrong on a later "error: ..." line.
+    detail = next((line for line in lines[1:] if line.startswith("error:")), "")
+    return GrammarError(f"invalid or unsupported {grammar.kind.replace('_', ' ')}: {lines[0]} {detail}".strip())
