@@ -237,7 +237,7 @@ def test_generate_validates_outputs_and_compares_speed(model_dir, tmp_path):
     out = tmp_path / "o"
     result = runner.invoke(app, ["bench-structured", str(SAMPLE), "--model", str(model_dir), "--out", str(out),
                                  "--generate", "3", "--max-new-tokens", "24", "--speed", "2", "--methods",
-                                 "prompt-lookup,token-recycling"])
+                                 "prompt-lookup,token-recycling[adaptive=false,k=4]"])
     assert result.exit_code == 0, result.output
     records = [json.loads(line) for line in (out / "generation.jsonl").read_text().splitlines()]
     assert [r["mode"] for r in records] == ["greedy", "t=1.0"] * 3
@@ -247,7 +247,7 @@ def test_generate_validates_outputs_and_compares_speed(model_dir, tmp_path):
     assert all((r["verdict"] == "truncated") == (not r["completed"]) for r in records)
     assert sum(r["unconstrained_tokens"] > 0 for r in records) == 2
     compared = [r["methods"] for r in records if r["methods"]]
-    assert len(compared) == 2 and all(set(m) == {"prompt-lookup", "token-recycling"} for m in compared)
+    assert len(compared) == 2 and all(set(m) == {"prompt-lookup", "token-recycling[adaptive=false,k=4]"} for m in compared)
     assert all(run["identical"] and run["explained"] is None for m in compared for run in m.values())
     report = (out / "report.md").read_text()
     assert "## Generation under the schemas" in report and "| greedy | 3 |" in report
@@ -283,6 +283,9 @@ def _folder_with(tmp_path, name: str, text: str) -> Path:
         (lambda tmp: SAMPLE, ["--expected-failures", "/nonexistent/list.txt"], "cannot read the expected-failures file"),
         (lambda tmp: SAMPLE, ["--generate", "-1"], "--generate must be >= 0"),
         (lambda tmp: SAMPLE, ["--generate", "2", "--max-new-tokens", "0"], "--max-new-tokens must be >= 1"),
+        (lambda tmp: SAMPLE, ["--generate", "2", "--methods", "prompt-lookup,nope"], "unknown method 'nope'"),
+        (lambda tmp: SAMPLE, ["--generate", "2", "--method", "prompt-lookup[max_draft=0]"], "max_draft must be >= 1"),
+        (lambda tmp: SAMPLE, ["--methods", "prompt-lookup"], "give --generate N too"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(model_dir, tmp_path, make, extra, message):

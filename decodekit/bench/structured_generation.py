@@ -100,9 +100,9 @@ def verdict(text: str, schema: Any, completed: bool | None, stop_reason: str | N
 
 def generate_all(decoder: Decoder, files: list[Any], count: int, max_new_tokens: int, speed: int,
                  on_progress: Callable[[Generated], None] = lambda g: None,
-                 drafters: tuple[Decoder, ...] = ()) -> list[Generated]:
+                 drafters: dict[str, Decoder] | None = None) -> list[Generated]:
     """Both modes for the first `count` files of `files` whose prompt leaves room for the output;
-    `drafters` (Decoders on the same backend) decode the greedy case too, on the first `speed`."""
+    `drafters` (label -> Decoder on the same backend) decode the greedy case too, on the first `speed`."""
     results: list[Generated] = []
     for f in files:
         if len(results) == 2 * count:
@@ -123,9 +123,9 @@ def generate_all(decoder: Decoder, files: list[Any], count: int, max_new_tokens:
             if mode == "greedy" and measure_speed:
                 generated.unconstrained_tokens, generated.unconstrained_seconds = _decode(
                     decoder, ids, max_new_tokens=max_new_tokens).after_first
-                for other in drafters:
+                for label, other in (drafters or {}).items():
                     again = _decode(other, ids, response_format=response_format, max_new_tokens=max_new_tokens)
-                    generated.methods[other.method] = {
+                    generated.methods[label] = {
                         "identical": again.token_ids == run.token_ids,
                         "explained": _tie(decoder, ids, run.token_ids, again.token_ids),
                         "tokens": again.after_first[0], "seconds": again.after_first[1]}

@@ -15,7 +15,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from decodekit.cli.errors import exit_on_user_error
+from decodekit.drafters import check_method
 from decodekit.errors import DecodekitError
+from decodekit.methods import MethodSpec, parse_method, split_methods
 from decodekit.models.zoo import DEFAULT_MODEL
 
 stderr = Console(stderr=True)
@@ -58,6 +60,9 @@ def bench_structured(
             raise DecodekitError(f"--generate must be >= 0, got {generate}")
         if methods and not generate:
             raise DecodekitError("--methods compares drafters under the schemas of --generate: give --generate N too")
+        specs = [parse_method(m) for m in [method, *split_methods(methods)]]
+        for spec in specs:  # a typo fails here, not after the model-free half has run
+            check_method(spec.name, spec.options, allow_auto=False)
         if max_new_tokens < 1:
             raise DecodekitError(f"--max-new-tokens must be >= 1, got {max_new_tokens}")
         files = load_folder(folder, limit)
@@ -74,8 +79,8 @@ def bench_structured(
                 task, advance=1, description=result.subset))
         seconds = time.perf_counter() - start
         comparison = compare(results, expected)
-        generated, section = _generate(backend, method, files, results, generate, max_new_tokens, speed, out, command,
-                                       [m.strip() for m in methods.split(",") if m.strip()])
+        generated, section = _generate(backend, specs[0], files, results, generate, max_new_tokens, speed, out, command,
+                                       specs[1:])
         info = {"model": model, "tokenizer vocabulary": tokenizer.vocab_size, "llguidance": llguidance.__version__,
                 "cpu": cpu_model(), "python": platform.python_version(), "files": len(files),
                 "expected failures": str(expected_failures or "the list shipped with decodekit"),
@@ -91,16 +96,16 @@ def bench_structured(
         raise typer.Exit(FAILED)
 
 
-def _generate(backend, method: str, files, results, count: int, max_new_tokens: int, speed: int, out: Path,
-              command: str, methods: list[str]) -> tuple[list, str]:
+def _generate(backend, method: MethodSpec, files, results, count: int, max_new_tokens: int, speed: int, out: Path,
+              command: str, methods: list[MethodSpec]) -> tuple[list, str]:
     """`--generate N`: outputs under N compiled schemas, validated; generation.jsonl and a report section."""
     if count == 0:
         return [], ""
     from decodekit.api import Decoder
     from decodekit.bench.structured_generation import candidates, generate_all, markdown
 
-    decoder = Decoder(backend, method)
-    drafters = tuple(Decoder(backend, name) for name in methods)
+    decoder = Decoder(backend, method.name, **method.options)
+    drafters = {spec.label: Decoder(backend, spec.name, **spec.options) for spec in methods}
     picked = candidates(files, {r.name for r in results if r.compiled})
     with _progress() as progress:
         task = progress.add_task("generating", total=min(count, len(picked)) * 2)
@@ -110,7 +115,7 @@ def _generate(backend, method: str, files, results, count: int, max_new_tokens: 
     with (out / "generation.jsonl").open("w", encoding="utf-8") as f:
         for g in generated:
             f.write(json.dumps(g.as_dict(), ensure_ascii=False) + "\n")
-    section = markdown(generated, f"{command} (method {method}, max_new_tokens {max_new_tokens})")
+    section = markdown(generated, f"{command} (method {method.name}, max_new_tokens {max_new_tokens})")
     stderr.print(section, highlight=False)
     return generated, section
 
