@@ -66,8 +66,6 @@ class GrammarConstraint:
         self.eos = tokenizer.eos_token
         self.words = (vocab_size + 31) // 32  # a bitmask row: one bit per token
         self.forced_tokens = 0  # committed by fast-forward, over the whole generation
-        self.mask_calls = 0
-        self.mask_s = 0.0
 
     @property
     def completed(self) -> bool:

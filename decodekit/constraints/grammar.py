@@ -43,10 +43,6 @@ class Grammar:
     llguidance: str  # the grammar string LLMatcher takes
     schema: Any = field(default=None, compare=False)  # the JSON Schema, to validate outputs with
 
-    def describe(self) -> str:
-        text = self.source if len(self.source) <= 60 else self.source[:57] + "..."
-        return f"{self.kind.replace('_', ' ')} {text!r}"
-
 
 def json_schema(schema: Any, **options: Any) -> Grammar:
     """A JSON Schema (dict, bool, or its JSON text). Options: lenient (ignore keywords llguidance

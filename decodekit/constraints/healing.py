@@ -78,10 +78,6 @@ class HealingConstraint:
     def completed(self) -> bool | None:
         return self.inner.completed if self.user_grammar else None
 
-    @property
-    def forced_tokens(self) -> int:
-        return self.inner.forced_tokens
-
     def trim(self, draft: Draft) -> tuple[Draft, torch.Tensor | None]:
         return (draft, None) if self.retired else self.inner.trim(draft)
 
