@@ -8,9 +8,9 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from decodekit.cli.errors import exit_on_user_error
+from decodekit.cli.reports import clear_old_report, progress_bar
 from decodekit.errors import DecodekitError
 from decodekit.models.zoo import DEFAULT_MODEL
 
@@ -61,7 +61,7 @@ def bench(
             raise DecodekitError("hf-assisted needs a draft model: pass --draft NAME")
         chosen = [c.strip() for c in categories.split(",")] if categories else None
         questions = load_questions(dataset, chosen, per_category)
-        _clear_old_report(out)
+        clear_old_report(out)
         with stderr.status(f"loading {model}"):
             backend = load_backend(model, dtype=dtype, threads=threads)
             # Shared with decodekit's draft-model methods: one copy of the weights.
@@ -72,7 +72,7 @@ def bench(
         turns = sum(len(q.turns) for q in questions)
         stderr.print(f"{len(questions)} questions ({turns} turns) × {len(settings.methods)} methods, "
                      f"{max_new_tokens} new tokens each", highlight=False)
-        with _progress() as progress:
+        with progress_bar(stderr, 18) as progress:
             task = progress.add_task("benchmark", total=len(questions) * len(settings.methods))
             records = run_bench(backend, questions, settings, draft_backend,
                                 on_progress=lambda method: progress.update(task, advance=1, description=method),
@@ -84,17 +84,3 @@ def bench(
         write_report(out, records, summary, machine, command)
         print_terminal(summary, stderr)
         stderr.print(f"report: {out / 'report.md'}", highlight=False)
-
-
-def _clear_old_report(out: Path) -> None:
-    """A previous run's report must not pass for this run's if this one stops early."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise DecodekitError(f"cannot create the output folder {out}: {error.strerror}") from error
-    (out / "report.md").unlink(missing_ok=True)
-
-
-def _progress() -> Progress:
-    return Progress(TextColumn("{task.description:>18}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), TimeRemainingColumn(), console=stderr)

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from decodekit.cli.errors import exit_on_user_error
+from decodekit.cli.reports import clear_old_report, progress_bar
 from decodekit.drafters import check_method
 from decodekit.errors import DecodekitError
 from decodekit.methods import MethodSpec, parse_method, split_methods
@@ -67,13 +67,13 @@ def bench_structured(
             raise DecodekitError(f"--max-new-tokens must be >= 1, got {max_new_tokens}")
         files = load_folder(folder, limit)
         expected = read_expected_failures(expected_failures)
-        _clear_old_report(out)
+        clear_old_report(out)
         with stderr.status(f"loading {model}"):
             backend = load_backend(model, calibrate=False)
             tokenizer = backend.grammar_tokenizer()
         stderr.print(f"{len(files)} schema files, {sum(len(f.instances) for f in files)} instances", highlight=False)
         start = time.perf_counter()
-        with _progress() as progress:
+        with progress_bar(stderr, 16) as progress:
             task = progress.add_task("schemas", total=len(files))
             results = run_benchmark(files, tokenizer, on_progress=lambda result: progress.update(
                 task, advance=1, description=result.subset))
@@ -107,7 +107,7 @@ def _generate(backend, method: MethodSpec, files, results, count: int, max_new_t
     decoder = Decoder(backend, method.name, **method.options)
     drafters = {spec.label: Decoder(backend, spec.name, **spec.options) for spec in methods}
     picked = candidates(files, {r.name for r in results if r.compiled})
-    with _progress() as progress:
+    with progress_bar(stderr, 16) as progress:
         task = progress.add_task("generating", total=min(count, len(picked)) * 2)
         generated = generate_all(decoder, picked, count, max_new_tokens, speed,
                                  on_progress=lambda g: progress.update(task, advance=1, description=f"{g.subset} {g.mode}"),
@@ -118,17 +118,3 @@ def _generate(backend, method: MethodSpec, files, results, count: int, max_new_t
     section = markdown(generated, f"{command} (method {method.name}, max_new_tokens {max_new_tokens})")
     stderr.print(section, highlight=False)
     return generated, section
-
-
-def _clear_old_report(out: Path) -> None:
-    """A previous run's report must not pass for this run's if this one stops early."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise DecodekitError(f"cannot create the output folder {out}: {error.strerror}") from error
-    (out / "report.md").unlink(missing_ok=True)
-
-
-def _progress() -> Progress:
-    return Progress(TextColumn("{task.description:>16}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), TimeRemainingColumn(), console=stderr)

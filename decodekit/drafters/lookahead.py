@@ -83,17 +83,9 @@ class LookaheadDrafter:
                 probs[node] = max(probs[node], p)
         parents = merged.parent_list()
         kept = sorted(set(best_subtree(parents, probs, budget.cost)) | set(maps[0][: self.min_window]))
-        new_index = {old: new for new, old in enumerate(kept)}
         tokens, parents = subtree(merged.tokens, parents, kept)
         # Each branch keeps its prefix that survived (a chain loses its tail, never its middle).
-        trimmed: list[list[int]] = []
-        for mapping in maps:
-            survivors: list[int] = []
-            for node in mapping:
-                if node not in new_index:
-                    break
-                survivors.append(new_index[node])
-            trimmed.append(survivors)
+        trimmed = _surviving(maps, kept)
         # A branch kind cut entirely drifts back toward its prior, or one bad patch would
         # switch n-gram guesses off for good (nothing drafted, nothing learned).
         if len(maps) > 1 and not any(trimmed[1:]):
@@ -163,7 +155,8 @@ def _accepted_prefix(nodes: list[int], accepted: list[int]) -> int:
 
 
 def _surviving(branches: list[list[int]], origin: list[int]) -> list[list[int]]:
-    """Each branch's node indices in the verified draft, up to its first node that was cut."""
+    """Each branch's node indices in the cut draft (node i of which is node origin[i] of the
+    whole one), up to the branch's first node that was cut."""
     index = {proposed: verified for verified, proposed in enumerate(origin)}
     survived = []
     for nodes in branches:
