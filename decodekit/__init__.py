@@ -1,7 +1,7 @@
 """decodekit: decode language models faster with nothing lost, better, and structured."""
 
 from decodekit.api import Decoder, generate, stream
-from decodekit.constraints.sample import sample_constrained
+from decodekit.constrained_sampling import sample_constrained
 from decodekit.errors import DecodekitError
 from decodekit.sampling import SamplingConfig
 from decodekit.types import Draft, GenerationResult, GenerationStats, VerifyResult

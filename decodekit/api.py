@@ -16,12 +16,12 @@ from decodekit.auto import AutoChoice, choose_method
 from decodekit.backend import Backend
 from decodekit.constraints import Constraint
 from decodekit.constraints.constraint import GrammarConstraint
-from decodekit.constraints.grammar import Grammar
 from decodekit.constraints.healing import HealingConstraint, PrefixStripper, heal_prompt, healed_grammar
 from decodekit.detok import IncrementalDecoder, StopStringFilter
 from decodekit.drafters import LOSSY, check_method, make_drafter, make_lossy
 from decodekit.drafters.base import Drafter, NoDrafter, attach_target
 from decodekit.errors import DecodekitError
+from decodekit.grammar import Grammar
 from decodekit.loop import decode
 from decodekit.models.hf import load_backend
 from decodekit.models.zoo import DEFAULT_MODEL

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TypedDict, TypeGuard
 
-from decodekit.constraints.grammar import Grammar, from_options
 from decodekit.errors import DecodekitError
+from decodekit.grammar import Grammar, from_options
 from decodekit.sampling import SamplingConfig
 
 
@@ -42,7 +42,7 @@ class GenerationSettings:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     seed: int | None = None  # None: a fresh random seed per call
     stop: tuple[str, ...] = ()
-    grammar: Grammar | None = None  # the constraint on the output, if any (constraints/grammar.py)
+    grammar: Grammar | None = None  # the constraint on the output, if any (grammar.py)
     heal: bool = False  # token healing at the prompt's end (constraints/healing.py)
 
     @classmethod

@@ -27,7 +27,7 @@ from decodekit.constraints.aligned import (
     Node,
     log_expected_grammaticality,
 )
-from decodekit.constraints.grammar import regex
+from decodekit.grammar import regex
 from decodekit.sampling import SamplingConfig
 from decodekit.types import Draft
 

@@ -15,13 +15,13 @@ from test_exactness import CASES, GPU_COST, SAMPLING, fixed_backend, repeating_p
 from test_loop import GREEDY
 from tiny import tiny_backend
 
+from decodekit import grammar as grammars
 from decodekit.api import Decoder
 from decodekit.budget import DEFAULT_CPU_COST
-from decodekit.constraints import grammar as grammars
 from decodekit.constraints.constraint import GrammarConstraint
-from decodekit.constraints.grammar import GrammarError
 from decodekit.drafters import NoDrafter
 from decodekit.errors import DecodekitError
+from decodekit.grammar import GrammarError
 from decodekit.loop import decode
 from decodekit.types import Draft
 from decodekit.verify import SeededRandomness

@@ -7,8 +7,8 @@ import pytest
 from tiny import tiny_backend
 
 from decodekit.api import Decoder
-from decodekit.constraints.grammar import regex
 from decodekit.constraints.healing import PrefixStripper, heal_prompt, healed_grammar
+from decodekit.grammar import regex
 
 
 @pytest.fixture(scope="module")

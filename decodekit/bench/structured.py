@@ -67,8 +67,8 @@ import llguidance
 import numpy as np
 from llguidance.numpy import allocate_token_bitmask, fill_next_token_bitmask
 
-from decodekit.constraints.grammar import GrammarError, check, json_schema
 from decodekit.errors import DecodekitError
+from decodekit.grammar import GrammarError, check, json_schema
 
 # Both of llguidance's harnesses compile with llguidance's default JSON options (see above);
 # json_schema() would otherwise apply decodekit's compact one-line defaults.

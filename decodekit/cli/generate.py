@@ -10,9 +10,9 @@ import typer
 from rich.console import Console
 
 from decodekit.cli.errors import exit_on_user_error
-from decodekit.constraints.grammar import gbnf, grammar_text
 from decodekit.drafters import METHODS, check_method, fill_draft, takes_draft
 from decodekit.errors import DecodekitError
+from decodekit.grammar import gbnf, grammar_text
 from decodekit.methods import parse_method
 from decodekit.models.zoo import DEFAULT_MODEL
 from decodekit.prompts import check_text

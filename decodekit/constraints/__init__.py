@@ -1,6 +1,8 @@
-"""Structured output: grammars (grammar.py) and the constraint the decode loop applies
-(constraint.py): drafts trimmed to their grammar-valid prefix, logits masked per draft node,
-the grammar state advanced only on committed tokens."""
+"""Structured output in the decode loop: the constraint part (constraint.py: drafts trimmed to
+their grammar-valid prefix, logits masked per draft node, the grammar state advanced only on
+committed tokens), token healing (healing.py) and grammar-aligned sampling (aligned.py). The
+grammars themselves are settings (decodekit/grammar.py); `sample_constrained` is in
+decodekit/constrained_sampling.py, beside the API it drives."""
 
 from __future__ import annotations
 

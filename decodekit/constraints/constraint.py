@@ -31,7 +31,7 @@ import llguidance
 import numpy as np
 import torch
 
-from decodekit.constraints.grammar import Grammar, compile_error
+from decodekit.grammar import Grammar, compile_error
 from decodekit.tree import ROOT, children
 from decodekit.types import Draft
 

@@ -17,7 +17,7 @@ import llguidance
 import torch
 
 from decodekit.constraints.constraint import GrammarConstraint
-from decodekit.constraints.grammar import Grammar
+from decodekit.grammar import Grammar
 from decodekit.types import Draft
 
 MAX_BACKUP = 3  # tokens a prompt may lose: one, or a few more to end on a whole character

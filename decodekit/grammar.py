@@ -2,7 +2,7 @@
 
 Four kinds: a JSON Schema (`response_format` in OpenAI's shape, or `json_schema()`), a regular
 expression, a Lark grammar (llguidance's dialect) and a GBNF grammar (llama.cpp's format,
-converted to Lark). `compile_grammar` checks one against a tokenizer before any generation
+converted to Lark). `check` compiles one against a tokenizer before any generation
 starts, so a bad schema or grammar is a DecodekitError naming the keyword or the line.
 """
 

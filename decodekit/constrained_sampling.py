@@ -15,8 +15,8 @@ import dataclasses
 from decodekit.api import Decoder, _decoder
 from decodekit.backend import Backend
 from decodekit.constraints.aligned import AlignedConstraint, ExpectedGrammaticality, check_aligned_sampling
-from decodekit.constraints.grammar import Grammar
 from decodekit.errors import DecodekitError
+from decodekit.grammar import Grammar
 from decodekit.models.zoo import DEFAULT_MODEL
 from decodekit.settings import DEFAULT_MAX_NEW_TOKENS, GenerationSettings, is_int
 from decodekit.types import GenerationResult, GenerationStats
