@@ -115,10 +115,12 @@ class Decoder:
                 token_ids: list[int], constraint: Constraint | None = None) -> Iterator[Chunk]:
         """`constraint`: one to decode with instead of a fresh one for `settings.grammar`
         (sample_constrained passes its AlignedConstraint)."""
-        constraint, healed = constraint or self.constraint(settings.grammar), PrefixStripper("")
+        healed = PrefixStripper("")
         if settings.heal:
-            healed_ids, constraint, healed = self._healed(ids, settings.grammar, constraint)
+            healed_ids, constraint, healed = self._healed(ids, settings.grammar)
             stats.healed_tokens, ids = len(ids) - len(healed_ids), healed_ids
+        if constraint is None:
+            constraint = self.constraint(settings.grammar)
         stats.prompt_tokens = len(ids)
         detok = IncrementalDecoder(self.backend.decode)
         stops = StopStringFilter(list(settings.stop))
@@ -147,14 +149,14 @@ class Decoder:
             if constraint is not None:
                 stats.completed = constraint.completed
 
-    def _healed(self, ids: list[int], grammar: Grammar | None, constraint: Constraint | None
-                ) -> tuple[list[int], Constraint | None, PrefixStripper]:
+    def _healed(self, ids: list[int], grammar: Grammar | None) -> tuple[list[int], Constraint | None, PrefixStripper]:
         """Token healing: the prompt without its last token, and a constraint that makes the
-        output start with that token's text (dropped again from the text the caller sees)."""
+        output start with that token's text (dropped again from the text the caller sees).
+        None for the constraint when nothing is taken back: the caller builds the usual one."""
         tokenizer = self._grammar_tokenizer()
         healing = heal_prompt(ids, tokenizer)
         if not healing.active:
-            return ids, constraint, PrefixStripper("")
+            return ids, None, PrefixStripper("")
         inner = GrammarConstraint(healed_grammar(healing.prefix, grammar), tokenizer, self.backend.vocab_size,
                                   self.backend.eos_token_ids)
         return healing.prompt_ids, HealingConstraint(inner, healing.prefix, grammar is not None, tokenizer), \

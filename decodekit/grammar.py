@@ -155,10 +155,14 @@ def check(grammar: Grammar, tokenizer: llguidance.LLTokenizer | None = None) -> 
         raise compile_error(grammar, messages[0])
 
 
+def first_line(message: str) -> str:
+    """llguidance's errors go on with the parser's state and the grammar text: keep the message."""
+    return message.strip().splitlines()[0].strip() if message.strip() else "unknown error"
+
+
 def compile_error(grammar: Grammar, message: str) -> GrammarError:
     """llguidance's message on one line: its first line names the keyword, or the line and
     column ("at 2(6): unknown name ..."); the rest mostly repeats the grammar text."""
-    lines = [line.strip() for line in message.strip().splitlines()] or ["unknown error"]
     # A regex parse error says what is wrong on a later "error: ..." line.
-    detail = next((line for line in lines[1:] if line.startswith("error:")), "")
-    return GrammarError(f"invalid or unsupported {grammar.kind.replace('_', ' ')}: {lines[0]} {detail}".strip())
+    detail = next((line.strip() for line in message.strip().splitlines()[1:] if line.strip().startswith("error:")), "")
+    return GrammarError(f"invalid or unsupported {grammar.kind.replace('_', ' ')}: {first_line(message)} {detail}".strip())

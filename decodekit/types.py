@@ -14,7 +14,7 @@ from typing import Literal
 
 import torch
 
-from decodekit.tree import ROOT, check_parents_first
+from decodekit.tree import ROOT, check_parents_first, subtree
 
 
 @dataclass
@@ -95,8 +95,7 @@ class Draft:
         if len(kept) == len(self.tokens):
             return self
         index = {old: new for new, old in enumerate(kept)}
-        parents = self.parent_list()
-        new_parents = [ROOT if parents[old] == ROOT else index[parents[old]] for old in kept]
+        tokens, new_parents = subtree(self.tokens, self.parent_list(), kept)
         probs = self.draft_probs[kept] if self.draft_probs is not None else None
         draws = None
         if self.draws is not None:
@@ -104,7 +103,7 @@ class Draft:
                      for node, drawn in self.draws.items() if node == ROOT or (node in index and node not in leaves)}
         is_chain = self.is_chain and new_parents == list(range(-1, len(kept) - 1))
         origins = self.origins
-        return Draft([self.tokens[i] for i in kept], None if is_chain else new_parents, probs, self.rule, draws,
+        return Draft(tokens, None if is_chain else new_parents, probs, self.rule, draws,
                      [origins[i] for i in kept])
 
 

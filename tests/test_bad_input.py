@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny import VOCAB, byte_tokenizer, tiny_backend, tiny_model
+from tiny import VOCAB, save_tiny_model, tiny_backend
 from typer.testing import CliRunner
 
 import decodekit
@@ -230,12 +230,10 @@ CASES = [
 def files(tmp_path_factory) -> dict[str, str]:
     root = tmp_path_factory.mktemp("bad-input")
     model = root / "tiny-llama"
-    tiny_model("llama").save_pretrained(model)
-    byte_tokenizer().save_pretrained(model)
+    save_tiny_model(model)
     (root / "not-a-model").mkdir()
     other = root / "other-tokenizer"  # the same tiny model behind a tokenizer with other ids
-    tiny_model("llama").save_pretrained(other)
-    byte_tokenizer(reverse=True).save_pretrained(other)
+    save_tiny_model(other, reverse_tokenizer=True)
     dataset = root / "q.jsonl"
     dataset.write_text(json.dumps({"question_id": 1, "category": "qa", "turns": ["abc abc"]}) + "\n")
     (root / "bad-schema.json").write_text('{"type": "strin"}')

@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from tiny import byte_tokenizer, tiny_backend, tiny_model
+from tiny import save_tiny_model, tiny_backend
 from typer.testing import CliRunner
 
 from decodekit.bench.dataset import Question
@@ -17,10 +17,7 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    tiny_model("llama").save_pretrained(folder)
-    byte_tokenizer().save_pretrained(folder)
-    return folder
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-llama"))
 
 
 @pytest.fixture()

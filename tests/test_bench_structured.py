@@ -12,7 +12,7 @@ from pathlib import Path
 
 import llguidance.hf
 import pytest
-from tiny import byte_tokenizer, tiny_model
+from tiny import byte_tokenizer, save_tiny_model
 from typer.testing import CliRunner
 
 from decodekit.bench.structured import (
@@ -53,10 +53,7 @@ def sample_results(tokenizer):
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    tiny_model("llama").save_pretrained(folder)
-    byte_tokenizer().save_pretrained(folder)
-    return folder
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-llama"))
 
 
 def sample_names() -> set[str]:

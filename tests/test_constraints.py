@@ -13,7 +13,7 @@ import pytest
 import torch
 from test_exactness import CASES, GPU_COST, SAMPLING, fixed_backend, repeating_prompts
 from test_loop import GREEDY
-from tiny import tiny_backend
+from tiny import save_tiny_model, tiny_backend
 
 from decodekit import grammar as grammars
 from decodekit.api import Decoder
@@ -283,13 +283,11 @@ def test_a_slow_tokenizer_gets_a_clear_error():
 
 
 def test_cli_json_output_says_whether_the_grammar_completed(tmp_path):
-    from tiny import byte_tokenizer, tiny_model
     from typer.testing import CliRunner
 
     from decodekit.cli import app
 
-    tiny_model("llama").save_pretrained(tmp_path)
-    byte_tokenizer().save_pretrained(tmp_path)
+    save_tiny_model(tmp_path)
     (tmp_path / "yn.gbnf").write_text('root ::= "yes" | "no"\n')
     runner = CliRunner()
     done = runner.invoke(app, ["generate", "x", "--model", str(tmp_path), "--raw", "--json", "--grammar",

@@ -69,3 +69,10 @@ def tiny_model(arch: str, seed: int = 0, num_layers: int = 2) -> torch.nn.Module
 
 def tiny_backend(arch: str, seed: int = 0, num_layers: int = 2) -> HFBackend:
     return HFBackend(model=tiny_model(arch, seed, num_layers), tokenizer=byte_tokenizer(), name=f"tiny-{arch}")
+
+
+def save_tiny_model(folder, arch: str = "llama", reverse_tokenizer: bool = False):
+    """A tiny model and its byte tokenizer saved as a Hugging Face folder (for the CLI's --model)."""
+    tiny_model(arch).save_pretrained(folder)
+    byte_tokenizer(reverse=reverse_tokenizer).save_pretrained(folder)
+    return folder

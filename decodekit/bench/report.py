@@ -124,7 +124,7 @@ def _escape(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(_escape(h) for h in header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(_escape(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
@@ -143,27 +143,27 @@ def render_markdown(summary: Summary, records: list[QuestionRecord], machine: di
         "## Speedup vs decodekit AR\n\n"
         "Ratio of mean per-question tokens/s (Spec-Bench's definition), on the same questions, in one "
         "process; `overall` pools every question, the last column is the mean of the category speedups.",
-        _markdown_table(["method", *categories, "mean of categories"], category_rows(summary, "speedup")),
+        markdown_table(["method", *categories, "mean of categories"], category_rows(summary, "speedup")),
         "## Tokens/s (mean per question)",
-        _markdown_table(["method", *categories], category_rows(summary, "tokens_per_s")),
+        markdown_table(["method", *categories], category_rows(summary, "tokens_per_s")),
         "## τ: tokens committed per verification step\n\n"
         "New tokens over verification steps; plain decoding commits 1 per step; – : the method does not "
         "report steps.",
-        _markdown_table(["method", *categories], category_rows(summary, "tau")),
+        markdown_table(["method", *categories], category_rows(summary, "tau")),
         "## Identical to AR\n\n"
         "Questions whose greedy token ids equal decodekit AR's in every turn.",
-        _markdown_table(["method", *categories], category_rows(summary, "identical")),
+        markdown_table(["method", *categories], category_rows(summary, "identical")),
         "## All categories: speedups, steps, acceptance, time split\n\n"
         f"vs fastest AR: against `{summary.fastest_ar}`, the fastest AR row (`ar@DTYPE` rows run AR with the "
         "model in another dtype). Acceptance: accepted draft tokens over drafted ones. "
         "Tokens per step: steps, how many verification steps committed that many tokens. "
         "Time: drafting / model forward / bookkeeping, as shares of their sum.",
-        _markdown_table(DETAIL_HEADER, detail_rows(summary)),
+        markdown_table(DETAIL_HEADER, detail_rows(summary)),
         *_lossy_section(summary),
         "## Divergences from AR",
         _divergence_section(records),
         "## Machine",
-        _markdown_table(["", ""], [[str(k), str(v)] for k, v in machine.items()]),
+        markdown_table(["", ""], [[str(k), str(v)] for k, v in machine.items()]),
         f"Plots: `{SPEEDUP_PNG}`, `{TAU_PNG}`; every answer: `{RESULTS}`.",
     ]
     return "\n\n".join(parts) + "\n"
@@ -179,7 +179,7 @@ def _lossy_section(summary: Summary) -> list[str]:
     return ["## Lossy methods: what they give up\n\n"
             "Agreement: the share of AR's greedy tokens a method reproduced before its first divergence in each "
             "turn. Perplexity: of each method's own answers under the full model (AR's for comparison).",
-            _markdown_table(["method", "speedup vs AR", "agreement with AR", "perplexity (full model)"], rows)]
+            markdown_table(["method", "speedup vs AR", "agreement with AR", "perplexity (full model)"], rows)]
 
 
 def _questions(summary: Summary, category: str) -> int:
@@ -203,7 +203,7 @@ def _divergence_section(records: list[QuestionRecord]) -> str:
              "their prompts differ.")
     header = ["question", "category", "method", "turn", "position", "AR token", "method token", "logit gap",
               "tolerance", "verdict"]
-    return intro + "\n\n" + _markdown_table(header, rows)
+    return intro + "\n\n" + markdown_table(header, rows)
 
 
 def print_terminal(summary: Summary, console: Console) -> None:

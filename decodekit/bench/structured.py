@@ -37,7 +37,8 @@ of `encode(text, add_special_tokens=False)`), a fresh matcher per instance (a `d
 never advanced), and the Rust harness's stricter verdict (accepting, i.e. EOS allowed, at the
 end). Compile time is `json_schema()` + `LLMatcher()`; the mask time is
 `fill_next_token_bitmask` alone, for every token forced (valid and invalid instances, up to the
-refusal), none skipped as forced. Coverage also runs decodekit's own `check()`, untimed. The
+refusal), none skipped as forced. A schema compiles when the matcher is built without an error
+(what decodekit's `check()` tests too). The
 tokenizer is the model's as decodekit's backend wraps it (llguidance's default slices, as the
 Python runner).
 
@@ -68,7 +69,7 @@ import numpy as np
 from llguidance.numpy import allocate_token_bitmask, fill_next_token_bitmask
 
 from decodekit.errors import DecodekitError
-from decodekit.grammar import GrammarError, check, json_schema
+from decodekit.grammar import GrammarError, first_line, json_schema
 
 # Both of llguidance's harnesses compile with llguidance's default JSON options (see above);
 # json_schema() would otherwise apply decodekit's compact one-line defaults.
@@ -230,21 +231,17 @@ def serialize(data: Any) -> str:
 
 
 def compile_matcher(schema: Any, tokenizer: llguidance.LLTokenizer) -> tuple[llguidance.LLMatcher | None, float, str | None]:
-    """(matcher, seconds to build the grammar and the matcher, error). The error is the
-    matcher's own, or decodekit's check() message when only that refuses."""
+    """(matcher, seconds to build the grammar and the matcher, error): the matcher's own error,
+    or json_schema()'s for a schema it refuses before llguidance sees it."""
     start = time.perf_counter()
     try:
         grammar = json_schema(schema, **MASKBENCH_OPTIONS)
-    except (GrammarError, ValueError) as error:
+    except GrammarError as error:
         return None, time.perf_counter() - start, str(error)
     matcher = llguidance.LLMatcher(tokenizer, grammar.llguidance, log_level=0)
     seconds = time.perf_counter() - start
     if matcher.is_error():
         return None, seconds, first_line(matcher.get_error())
-    try:
-        check(grammar, tokenizer)
-    except GrammarError as error:
-        return None, seconds, str(error)
     return matcher, seconds, None
 
 
@@ -268,11 +265,6 @@ def force(matcher: llguidance.LLMatcher, token_ids: list[int], tokenizer: llguid
     if not matcher.is_accepting():
         return False, f"all {len(token_ids)} tokens allowed, but the matcher does not accept at the end"
     return True, None
-
-
-def first_line(message: str) -> str:
-    """llguidance's errors go on with the parser's state and the whole grammar: keep the message."""
-    return message.strip().splitlines()[0] if message.strip() else "unknown error"
 
 
 def run_file(schema_file: SchemaFile, tokenizer: llguidance.LLTokenizer, bitmask: np.ndarray | None = None) -> FileResult:

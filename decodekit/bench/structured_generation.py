@@ -28,6 +28,7 @@ import referencing.exceptions
 
 from decodekit.api import Decoder
 from decodekit.bench.divergence import first_divergence, is_bug, logit_gap, tie_tolerance
+from decodekit.bench.report import markdown_table
 from decodekit.errors import DecodekitError
 from decodekit.types import Draft, GenerationStats
 
@@ -178,9 +179,8 @@ def speed_summary(results: list[Generated], fast_forward_only: bool = False) -> 
     pairs = [g for g in results if g.unconstrained_tokens]
     if fast_forward_only:
         pairs = [g for g in pairs if g.tokens and g.forced / g.tokens >= FAST_FORWARD_SHARE]
-    constrained = sum(g.decode_tokens for g in pairs) / max(sum(g.decode_seconds for g in pairs), 1e-9)
-    unconstrained = sum(g.unconstrained_tokens for g in pairs) / max(sum(g.unconstrained_seconds for g in pairs), 1e-9)
-    return SpeedSummary(len(pairs), constrained if pairs else 0.0, unconstrained if pairs else 0.0)
+    return SpeedSummary(len(pairs), _rate(sum(g.decode_tokens for g in pairs), sum(g.decode_seconds for g in pairs)),
+                        _rate(sum(g.unconstrained_tokens for g in pairs), sum(g.unconstrained_seconds for g in pairs)))
 
 
 def counts(results: list[Generated]) -> dict[str, dict[str, int]]:
@@ -194,35 +194,37 @@ def counts(results: list[Generated]) -> dict[str, dict[str, int]]:
 
 def markdown(results: list[Generated], command: str) -> str:
     """The generation section of report.md."""
+    verdicts = [[mode, str(sum(row.values())), *(str(row[v]) for v in ("valid", "truncated", "invalid", "unparsable",
+                                                                         "unchecked"))]
+                for mode, row in counts(results).items()]
     lines = ["## Generation under the schemas", "", f"`{command}`", "",
-             "| mode | schemas | valid | truncated (max_new_tokens) | invalid | unparsable | not checkable by jsonschema |",
-             "|---|---|---|---|---|---|---|"]
-    for mode, row in counts(results).items():
-        total = sum(row.values())
-        lines.append(f"| {mode} | {total} | {row['valid']} | {row['truncated']} | {row['invalid']} | {row['unparsable']} "
-                     f"| {row['unchecked']} |")
-    overall, forced = speed_summary(results), speed_summary(results, fast_forward_only=True)
-    lines += ["", "| speed (greedy, same prompts) | schemas | constrained tok/s | unconstrained tok/s | ratio |",
-              "|---|---|---|---|---|",
-              f"| all | {overall.schemas} | {overall.constrained_tok_s:.1f} | {overall.unconstrained_tok_s:.1f} "
-              f"| {overall.ratio:.2f}× |",
-              f"| ≥ {FAST_FORWARD_SHARE:.0%} of tokens forced | {forced.schemas} | {forced.constrained_tok_s:.1f} "
-              f"| {forced.unconstrained_tok_s:.1f} | {forced.ratio:.2f}× |", ""]
+             markdown_table(["mode", "schemas", "valid", "truncated (max_new_tokens)", "invalid", "unparsable",
+                             "not checkable by jsonschema"], verdicts), ""]
+    speeds = [[label, str(s.schemas), f"{s.constrained_tok_s:.1f}", f"{s.unconstrained_tok_s:.1f}", f"{s.ratio:.2f}×"]
+              for label, s in (("all", speed_summary(results)),
+                               (f"≥ {FAST_FORWARD_SHARE:.0%} of tokens forced", speed_summary(results, True)))]
+    lines += [markdown_table(["speed (greedy, same prompts)", "schemas", "constrained tok/s", "unconstrained tok/s",
+                              "ratio"], speeds), ""]
     names = sorted({name for g in results for name in g.methods})
     if names:
         ar = [g for g in results if g.methods]
-        ar_rate = sum(g.decode_tokens for g in ar) / max(sum(g.decode_seconds for g in ar), 1e-9)
-        lines += ["| constrained greedy with a drafter | schemas | identical to constrained AR | divergences at a tie "
-                  "| divergences not at a tie | tok/s | vs constrained AR |", "|---|---|---|---|---|---|---|"]
+        ar_rate = _rate(sum(g.decode_tokens for g in ar), sum(g.decode_seconds for g in ar))
+        rows = []
         for name in names:
             runs = [g.methods[name] for g in ar if name in g.methods]
-            rate = sum(r["tokens"] for r in runs) / max(sum(r["seconds"] for r in runs), 1e-9)
-            lines.append(f"| {name} | {len(runs)} | {sum(r['identical'] for r in runs)} "
-                         f"| {sum(r['explained'] is True for r in runs)} | {sum(r['explained'] is False for r in runs)} "
-                         f"| {rate:.1f} | {rate / ar_rate if ar_rate else 0:.2f}× |")
-        lines.append("")
+            rate = _rate(sum(r["tokens"] for r in runs), sum(r["seconds"] for r in runs))
+            rows.append([name, str(len(runs)), str(sum(r["identical"] for r in runs)),
+                         str(sum(r["explained"] is True for r in runs)), str(sum(r["explained"] is False for r in runs)),
+                         f"{rate:.1f}", f"{rate / ar_rate if ar_rate else 0:.2f}×"])
+        lines += [markdown_table(["constrained greedy with a drafter", "schemas", "identical to constrained AR",
+                                  "divergences at a tie", "divergences not at a tie", "tok/s", "vs constrained AR"],
+                                 rows), ""]
     failures = [g for g in results if g.verdict in ("invalid", "unparsable")]
     if failures:
         lines += ["Outputs that completed the grammar but fail the schema:", ""]
         lines += [f"- {g.file} ({g.mode}): {g.verdict}: {g.detail}" for g in failures]
     return "\n".join(lines) + "\n"
+
+
+def _rate(tokens: int, seconds: float) -> float:
+    return tokens / seconds if seconds > 0 else 0.0

@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from decodekit.bench.report import markdown_table
 from decodekit.bench.structured import Comparison, FileResult, format_expected_failures, instance_id, rejected_valid
 
 REPORT = "report.md"
@@ -180,8 +181,7 @@ SUBSET_HEADER = ["subset", "files", "compiled (coverage)", "passing files", "val
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+    return markdown_table(header, rows).splitlines()
 
 
 def published_subset_rows(summaries: list[SubsetSummary]) -> list[list[str]]:
@@ -237,10 +237,10 @@ def _instance_lines(ids: list[str], reasons: dict[str, str | None], mark: set[st
 
 
 def _compile_errors(results: list[FileResult], top: int = 15) -> list[str]:
-    counts = Counter((r.error or "")[:140] for r in results if not r.compiled)
+    counts = Counter((r.error or "").replace("\n", " ")[:140] for r in results if not r.compiled)
     if not counts:
         return ["None."]
-    lines = _table(["files", "error (first 140 characters)"], [[str(n), f"`{_md(e)}`"] for e, n in counts.most_common(top)])
+    lines = _table(["files", "error (first 140 characters)"], [[str(n), f"`{e}`"] for e, n in counts.most_common(top)])
     if len(counts) > top:
         lines.append(f"\n… and {len(counts) - top} other messages (see results.jsonl).")
     return lines
