@@ -4,7 +4,12 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 PROMPT ?= Rewrite this Python function with type hints and a docstring, keeping the logic:\n\ndef moving_average(values, window):\n    result = []\n    for i in range(len(values) - window + 1):\n        chunk = values[i:i + window]\n        result.append(sum(chunk) / window)\n    return result
 
-.PHONY: install demo test test-fast lint bench-quick
+# The llama.cpp backend's library, built from source once per CPU-flag set and kept in a wheel
+# cache (the build takes about 6 minutes on 2 cores); tools/llama-cmake-args picks the flags.
+LLAMA_CPP_VERSION := 0.3.36
+WHEELS ?= $(HOME)/.cache/decodekit/wheels
+
+.PHONY: install llamacpp demo test test-fast lint bench-quick
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -12,7 +17,22 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[test,lint]"
 	touch $@
 
-install: $(VENV)/.installed
+$(VENV)/.llamacpp: $(VENV)/.installed tools/llama-cmake-args
+	@args="$$(tools/llama-cmake-args)"; \
+	dir="$(WHEELS)/llama-cpp-python-$(LLAMA_CPP_VERSION)-$$(printf '%s' "$$args" | sha256sum | cut -c1-12)"; \
+	if ! ls "$$dir"/*.whl >/dev/null 2>&1; then \
+		echo "building llama-cpp-python $(LLAMA_CPP_VERSION) (about 6 minutes on 2 cores) with: $$args"; \
+		rm -rf "$$dir.partial"; \
+		CMAKE_ARGS="$$args" $(PY) -m pip wheel --quiet --no-deps --no-cache-dir --no-binary llama-cpp-python \
+			"llama-cpp-python==$(LLAMA_CPP_VERSION)" -w "$$dir.partial" && mv "$$dir.partial" "$$dir"; \
+	fi; \
+	$(PY) -m pip install --quiet "$$dir"/*.whl && $(PY) -m pip install --quiet -e ".[llamacpp]"
+	touch $@
+
+# The transformers backend (always) and the llama.cpp backend.
+install: $(VENV)/.installed $(VENV)/.llamacpp
+
+llamacpp: $(VENV)/.llamacpp
 
 # Pull the default model (once), then generate with prompt lookup and print speed and acceptance.
 demo: install

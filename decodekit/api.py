@@ -23,7 +23,7 @@ from decodekit.drafters.base import Drafter, NoDrafter, attach_target
 from decodekit.errors import DecodekitError
 from decodekit.grammar import Grammar
 from decodekit.loop import decode
-from decodekit.models.hf import load_backend
+from decodekit.models.backends import check_backend, load_model
 from decodekit.models.zoo import DEFAULT_MODEL
 from decodekit.prompts import check_prompt_ids, check_text, conversation_ids, user_turn
 from decodekit.settings import GenerateOptions, GenerationSettings
@@ -49,9 +49,12 @@ class Decoder:
     """
 
     def __init__(self, model: str | Backend = DEFAULT_MODEL, method: str = "ar", *,
-                 dtype: str = "fp32", threads: int | None = None, device: str | None = None,
-                 sample: list[str] | None = None, **method_options):
-        """`method="auto"` measures the candidate methods on `sample` (prompts like the ones
+                 backend: str = "hf", dtype: str = "fp32", quant: str | None = None, threads: int | None = None,
+                 device: str | None = None, sample: list[str] | None = None, **method_options):
+        """`backend`: "hf" (transformers, the default) or "llama.cpp" (the GGUF itself, in its
+        shipped quantisation or re-quantised once with `quant=`, e.g. "q8_0").
+
+        `method="auto"` measures the candidate methods on `sample` (prompts like the ones
         you will send; chat models get the chat template) and keeps the fastest: see
         `auto_choice` for what it picked and why."""
         if not isinstance(model, str) and not all(hasattr(model, a) for a in ("encode", "forward", "vocab_size")):
@@ -59,12 +62,14 @@ class Decoder:
                                  f"got {type(model).__name__}")
         # A bad method, option or sample fails here, before a model is loaded for nothing.
         check_method(method, method_options)
+        if isinstance(model, str):
+            check_backend(backend, dtype, quant, device)
         if method == "auto" and not (isinstance(sample, (list, tuple)) and sample):
             raise DecodekitError("method='auto' needs sample=, a non-empty list of prompts like the ones you will "
                                  f"send, to measure the methods on; got {sample!r}")
         lossy = make_lossy(method, **method_options) if method in LOSSY else None
         drafter = None if method == "auto" else NoDrafter() if lossy else make_drafter(method, **method_options)
-        self.backend: Backend = (load_backend(model, dtype=dtype, threads=threads, device=device)
+        self.backend: Backend = (load_model(model, backend, dtype=dtype, quant=quant, threads=threads, device=device)
                                  if isinstance(model, str) else model)
         # The model that decodes: a lossy method swaps in an approximation of it.
         self.full_backend: Backend = self.backend
@@ -191,33 +196,34 @@ class Decoder:
         return GenerationResult(text=text, token_ids=token_ids, prompt_ids=ids, stats=stats)
 
 
-_BACKENDS: dict[tuple[str, str], Backend] = {}
+_BACKENDS: dict[tuple[str, str, str], Backend] = {}
 _DECODERS: dict[tuple, Decoder] = {}
 
 
-def _decoder(model: str, method: str, dtype: str, method_options: dict) -> Decoder:
+def _decoder(model: str, method: str, backend: str, dtype: str, method_options: dict) -> Decoder:
     """Reuse loaded models, and drafters with what they learned, across module-level calls."""
     if not isinstance(method_options, dict):
         raise DecodekitError(f"method_options must be a dict such as {{'max_draft': 8}}, got {method_options!r}")
-    key = (model, dtype, method, repr(sorted(method_options.items())))  # repr: a list value is not hashable
+    key = (model, backend, dtype, method, repr(sorted(method_options.items())))  # repr: a list is not hashable
     if key not in _DECODERS:
-        if (model, dtype) not in _BACKENDS:
-            _BACKENDS[(model, dtype)] = load_backend(model, dtype=dtype)
-        _DECODERS[key] = Decoder(_BACKENDS[(model, dtype)], method, **method_options)
+        check_backend(backend, dtype)
+        if (model, backend, dtype) not in _BACKENDS:
+            _BACKENDS[(model, backend, dtype)] = load_model(model, backend, dtype=dtype)
+        _DECODERS[key] = Decoder(_BACKENDS[(model, backend, dtype)], method, **method_options)
     return _DECODERS[key]
 
 
-def generate(prompt: str | None = None, *, model: str = DEFAULT_MODEL, method: str = "ar", dtype: str = "fp32",
-             method_options: dict | None = None, messages: list[dict] | None = None,
+def generate(prompt: str | None = None, *, model: str = DEFAULT_MODEL, method: str = "ar", backend: str = "hf",
+             dtype: str = "fp32", method_options: dict | None = None, messages: list[dict] | None = None,
              prompt_ids: list[int] | None = None, **options: Unpack[GenerateOptions]) -> GenerationResult:
     """Generate text: `decodekit.generate("Hello", method="prompt-lookup", max_new_tokens=64)`."""
-    decoder = _decoder(model, method, dtype, {} if method_options is None else method_options)
+    decoder = _decoder(model, method, backend, dtype, {} if method_options is None else method_options)
     return decoder.generate(prompt, messages=messages, prompt_ids=prompt_ids, **options)
 
 
-def stream(prompt: str | None = None, *, model: str = DEFAULT_MODEL, method: str = "ar", dtype: str = "fp32",
-           method_options: dict | None = None, messages: list[dict] | None = None,
+def stream(prompt: str | None = None, *, model: str = DEFAULT_MODEL, method: str = "ar", backend: str = "hf",
+           dtype: str = "fp32", method_options: dict | None = None, messages: list[dict] | None = None,
            prompt_ids: list[int] | None = None, **options: Unpack[GenerateOptions]) -> Iterator[str]:
     """Yield text chunks as they are committed."""
-    decoder = _decoder(model, method, dtype, {} if method_options is None else method_options)
+    decoder = _decoder(model, method, backend, dtype, {} if method_options is None else method_options)
     return decoder.stream(prompt, messages=messages, prompt_ids=prompt_ids, **options)

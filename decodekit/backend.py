@@ -1,6 +1,6 @@
 """What the loop, the drafters, the benchmark and calibration need from a model: the Backend
-protocol. Hugging Face transformers is one implementation (models/hf); llama.cpp and a draft
-model's backend implement the same protocol. Nothing outside a backend's own package imports
+protocol. Hugging Face transformers (models/hf) and llama.cpp (models/llamacpp) implement it; a
+draft model runs on the target's kind of backend. Nothing outside a backend's own package imports
 its model library.
 
 The cache protocol is the rollback contract of speculative decoding: a forward appends the
@@ -38,6 +38,7 @@ class Backend(Protocol):
     """A loaded model with its tokenizer, as the decode loop drives it."""
 
     name: str
+    kind: str  # which implementation drives it: "hf" (transformers) or "llama.cpp"
     context_length: int  # positions the model can attend over (prompt + output)
     vocab_size: int  # token ids are in [0, vocab_size)
     eos_token_ids: set[int]
@@ -51,7 +52,8 @@ class Backend(Protocol):
 
     @property
     def dtype_name(self) -> str:
-        """'fp32', 'bf16' or 'fp16': sets the benchmark's tie tolerance."""
+        """'fp32', 'bf16', 'fp16' or 'q8' (8-bit quantized activations): the numerics class that
+        sets the benchmark's tie tolerance."""
         ...
 
     def new_cache(self) -> KVCache: ...

@@ -83,5 +83,5 @@ def _resolve_decoder(model: str | Backend | Decoder) -> Decoder:
     if isinstance(model, Decoder):
         return model
     if isinstance(model, str):
-        return _decoder(model, "ar", "fp32", {})  # loaded once per process, like generate()'s
+        return _decoder(model, "ar", "hf", "fp32", {})  # loaded once per process, like generate()'s
     return Decoder(model, "ar")

@@ -24,7 +24,7 @@ def machine_info(dtype: str, threads: int | None = None) -> dict:
         "python": platform.python_version(),
         "dtype": dtype,
     }
-    for package in ("torch", "transformers", "decodekit"):
+    for package in ("torch", "transformers", "llama-cpp-python", "decodekit"):
         info[package] = _version(package)
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)

@@ -59,7 +59,7 @@ class QuestionRecord:
     question_id: int | str
     category: str
     method: str
-    backend: str  # "decodekit" or "hf": who ran the method
+    backend: str  # "decodekit", or a baseline's library ("hf", "llama.cpp"): who ran the method
     turns: list[TurnResult] = field(default_factory=list)
     divergence: Divergence | None = None  # filled in by the losslessness check
     identical_to_ar: bool | None = None  # None for sampling runs and for AR itself

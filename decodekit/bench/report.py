@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from decodekit.bench.baselines import HF_BASELINES
+from decodekit.bench.baselines import BASELINES
 from decodekit.bench.divergence import ENDED, TIE_RELATIVE
 from decodekit.bench.metrics import OVERALL, REFERENCE, Cell, Summary
 from decodekit.bench.plots import plot_speedup, plot_tau_histogram
@@ -32,8 +32,8 @@ def method_label(method: str, backend: str) -> str:
         return f"{method} (decodekit, the reference)"
     if backend == "decodekit":
         return method
-    if backend == "hf":
-        return f"{method} ({HF_BASELINES.get(method, 'transformers generate()')})"
+    if method in BASELINES:
+        return f"{method} ({BASELINES[method]})"
     return f"{method} ({backend})"
 
 

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from decodekit.api import Decoder
-from decodekit.bench.baselines import HF_BASELINES, TurnRunner, hf_runner
+from decodekit.backend import Backend
+from decodekit.bench.baselines import BASELINES, TurnRunner, baseline_backend, baseline_runner, check_baseline
 from decodekit.bench.dataset import Question
 from decodekit.bench.divergence import Judge, check_record, first_divergence, logit_gap, tie_tolerance
 from decodekit.bench.metrics import is_ar
@@ -28,7 +29,7 @@ from decodekit.bench.records import QuestionRecord, TurnResult
 from decodekit.drafters import LOSSY, METHODS, check_method, fill_draft
 from decodekit.errors import DecodekitError
 from decodekit.methods import MethodSpec, parse_method
-from decodekit.models.hf import DTYPES, HFBackend
+from decodekit.models.hf import DTYPES
 from decodekit.prompts import check_prompt_ids, conversation_ids
 from decodekit.sampling import SamplingConfig
 from decodekit.types import Draft
@@ -57,13 +58,13 @@ class BenchSettings:
                     raise DecodekitError(f"'{spec.label}': write ar@DTYPE, DTYPE one of {', '.join(DTYPES)} "
                                          "(AR with the model loaded in that dtype, a speed baseline)")
                 continue
-            if spec.name in HF_BASELINES:
+            if spec.name in BASELINES:
                 if spec.options:
-                    raise DecodekitError(f"'{spec.label}': the Hugging Face baselines take no options")
+                    raise DecodekitError(f"'{spec.label}': the baselines take no options")
                 continue
             unknown = [part for part in spec.name.split("+") if part not in METHODS and part not in LOSSY]
             if unknown:
-                known = ", ".join([*METHODS, *LOSSY, "a+b (composite)", *HF_BASELINES])
+                known = ", ".join([*METHODS, *LOSSY, "a+b (composite)", *BASELINES])
                 raise DecodekitError(f"unknown method '{unknown[0]}': choose from {known}")
             # Option values too: a typo must not wait for the model to load and the warm-up to run.
             check_method(spec.name, spec.options, allow_auto=False)
@@ -77,6 +78,15 @@ class BenchSettings:
         if REFERENCE not in labels:
             # Speedups and the losslessness check are relative to decodekit's own AR.
             self.methods.insert(0, parse_method(REFERENCE))
+
+    def check_backend(self, kind: str) -> None:
+        """Baselines and ar@DTYPE rows that the chosen backend cannot run fail before loading."""
+        for spec in self.methods:
+            if spec.name in BASELINES:
+                check_baseline(spec.name, kind)
+            if is_other_dtype_ar(spec) and kind != "hf":
+                raise DecodekitError(f"'{spec.label}': ar@DTYPE rows load the model in another torch dtype, "
+                                     "which is for the transformers backend")
 
     @property
     def ar_dtypes(self) -> list[str]:
@@ -101,7 +111,8 @@ def ar_dtype(spec: MethodSpec) -> str:
 
 
 def method_backend(spec: MethodSpec) -> str:
-    return "hf" if spec.name in HF_BASELINES else "decodekit"
+    """Who runs the method: "decodekit", or the library of a baseline ("hf", "llama.cpp")."""
+    return baseline_backend(spec.name) if spec.name in BASELINES else "decodekit"
 
 
 class MethodRunner:
@@ -128,7 +139,7 @@ class MethodRunner:
         return first
 
 
-def decodekit_runner(backend: HFBackend, spec: MethodSpec, settings: BenchSettings) -> MethodRunner:
+def decodekit_runner(backend: Backend, spec: MethodSpec, settings: BenchSettings) -> MethodRunner:
     decoder = Decoder(backend, spec.name, **spec.options)
     sampling = settings.sampling
 
@@ -146,13 +157,13 @@ def decodekit_runner(backend: HFBackend, spec: MethodSpec, settings: BenchSettin
     return MethodRunner(run, decoder)
 
 
-def build_runners(backend: HFBackend, settings: BenchSettings, draft: HFBackend | None,
-                  other_dtypes: dict[str, HFBackend] | None = None) -> dict[str, MethodRunner]:
+def build_runners(backend: Backend, settings: BenchSettings, draft: Backend | None,
+                  other_dtypes: dict[str, Backend] | None = None) -> dict[str, MethodRunner]:
     runners = {}
     for spec in settings.methods:
-        if spec.name in HF_BASELINES:
-            runners[spec.label] = MethodRunner(hf_runner(spec.name, backend, settings.max_new_tokens, settings.sampling,
-                                                         settings.seed, draft))
+        if spec.name in BASELINES:
+            runners[spec.label] = MethodRunner(baseline_runner(spec.name, backend, settings.max_new_tokens,
+                                                               settings.sampling, settings.seed, draft))
         elif is_other_dtype_ar(spec):
             if not other_dtypes or ar_dtype(spec) not in other_dtypes:
                 raise DecodekitError(f"'{spec.label}' needs the model loaded in {ar_dtype(spec)}")
@@ -165,7 +176,7 @@ def build_runners(backend: HFBackend, settings: BenchSettings, draft: HFBackend 
 class Conversation:
     """Spec-Bench's multi-turn protocol: each turn sees the method's own earlier answers."""
 
-    def __init__(self, backend: HFBackend):
+    def __init__(self, backend: Backend):
         self.backend = backend
         self.messages: list[dict] = []
 
@@ -177,7 +188,7 @@ class Conversation:
         self.messages.append({"role": "assistant", "content": text})
 
 
-def run_question(question: Question, spec: MethodSpec, runner: MethodRunner, backend: HFBackend,
+def run_question(question: Question, spec: MethodSpec, runner: MethodRunner, backend: Backend,
                  repeats: int) -> tuple[QuestionRecord, list[list[int]]]:
     """All turns of one question by one method; also returns each turn's prompt ids."""
     record = QuestionRecord(question.question_id, question.category, spec.label, method_backend(spec))
@@ -192,7 +203,7 @@ def run_question(question: Question, spec: MethodSpec, runner: MethodRunner, bac
     return record, prompts
 
 
-def ar_judge(backend: HFBackend, ar_record: QuestionRecord, ar_prompts: list[list[int]]) -> Judge:
+def ar_judge(backend: Backend, ar_record: QuestionRecord, ar_prompts: list[list[int]]) -> Judge:
     """At a divergence: AR's logit gap between its token and the method's, and the tie
     tolerance there, from one forward over AR's own context."""
 
@@ -204,7 +215,7 @@ def ar_judge(backend: HFBackend, ar_record: QuestionRecord, ar_prompts: list[lis
     return judge
 
 
-def score_turns(backend: HFBackend, record: QuestionRecord, prompts: list[list[int]]) -> None:
+def score_turns(backend: Backend, record: QuestionRecord, prompts: list[list[int]]) -> None:
     """Each turn's negative log-likelihood under the full model (one forward per turn)."""
     for turn, prompt in zip(record.turns, prompts):
         if not turn.token_ids:
@@ -225,7 +236,7 @@ def count_agreement(ar: QuestionRecord, lossy: QuestionRecord) -> None:
     lossy.agreed_tokens, lossy.compared_tokens = agreed, compared
 
 
-def warm_up(runners: dict[str, MethodRunner], backend: HFBackend) -> None:
+def warm_up(runners: dict[str, MethodRunner], backend: Backend) -> None:
     """One run per method on a prompt no question contains: first-call costs (allocations,
     lazy init) stay out of the data, and no drafter learns an answer it is then timed on."""
     ids = Conversation(backend).prompt_ids(WARM_UP_PROMPT)
@@ -233,9 +244,9 @@ def warm_up(runners: dict[str, MethodRunner], backend: HFBackend) -> None:
         runner(ids)
 
 
-def run_bench(backend: HFBackend, questions: list[Question], settings: BenchSettings,
-              draft: HFBackend | None = None, on_progress: Callable[[str], None] = lambda _: None,
-              other_dtypes: dict[str, HFBackend] | None = None) -> list[QuestionRecord]:
+def run_bench(backend: Backend, questions: list[Question], settings: BenchSettings,
+              draft: Backend | None = None, on_progress: Callable[[str], None] = lambda _: None,
+              other_dtypes: dict[str, Backend] | None = None) -> list[QuestionRecord]:
     """`other_dtypes`: the model loaded in the dtypes of the `ar@DTYPE` rows."""
     runners = build_runners(backend, settings, draft, other_dtypes)
     warm_up(runners, backend)

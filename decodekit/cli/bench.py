@@ -17,13 +17,16 @@ from decodekit.models.zoo import DEFAULT_MODEL
 stderr = Console(stderr=True)
 
 QUICK = {"per_category": 2, "max_new_tokens": 64}
+DEFAULT_METHODS = {"hf": "ar,prompt-lookup,hf-greedy,hf-prompt-lookup",
+                   "llama.cpp": "ar,prompt-lookup,llama-greedy,llama-prompt-lookup"}
 
 
 def bench(
     model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Zoo name, local folder, .gguf file or hub id."),
-    methods: str = typer.Option("ar,prompt-lookup,hf-greedy,hf-prompt-lookup",
-                                help="Comma-separated methods and baselines; options in brackets, e.g. "
-                                     "'token-recycling[adaptive=false]' (a method may be listed with different options)."),
+    methods: str | None = typer.Option(None, help="Comma-separated methods and baselines; options in brackets, e.g. "
+                                                  "'token-recycling[adaptive=false]' (a method may be listed with "
+                                                  f"different options). Default: {DEFAULT_METHODS['hf']} "
+                                                  f"(llama.cpp: {DEFAULT_METHODS['llama.cpp']})."),
     dataset: str = typer.Option("spec-bench", help="'spec-bench' or a JSONL file in Spec-Bench's format."),
     categories: str | None = typer.Option(None, help="Comma-separated categories (default: all)."),
     per_category: int | None = typer.Option(None, help="Questions per category (default: all; --quick: 2)."),
@@ -33,8 +36,12 @@ def bench(
                                          "the median counts."),
     draft: str | None = typer.Option(None, help="Draft model for draft-model, spectr, rsd, pearl and hf-assisted: a "
                                                  "smaller model with the target's tokenizer."),
-    dtype: str = typer.Option("fp32", help="fp32, bf16 or fp16."),
-    threads: int | None = typer.Option(None, help="CPU threads for torch."),
+    backend_kind: str = typer.Option("hf", "--backend", help="hf (transformers) or llama.cpp (the GGUF itself, with "
+                                                            "llama-cpp-python's own decoding as baselines)."),
+    dtype: str = typer.Option("fp32", help="fp32, bf16 or fp16 (transformers backend)."),
+    quant: str | None = typer.Option(None, help="llama.cpp backend: re-quantise the GGUF once (q8_0, bf16, q4_0, "
+                                                "...); default: the file's own."),
+    threads: int | None = typer.Option(None, help="CPU threads (default: torch's choice; llama.cpp: every core)."),
     out: Path = typer.Option(Path("bench-out"), help="Folder for results.jsonl, report.md and plots."),
     quick: bool = typer.Option(False, "--quick", help="2 questions per category, 64 tokens: a one-minute look."),
 ):
@@ -45,7 +52,7 @@ def bench(
     from decodekit.bench.runner import BenchSettings, run_bench
     from decodekit.machine import machine_info, peak_rss_mb
     from decodekit.methods import split_methods
-    from decodekit.models.hf import load_backend, shared_backend
+    from decodekit.models.backends import check_backend, load_model, shared_model
     from decodekit.sampling import SamplingConfig
 
     command = "decodekit bench " + " ".join(shlex.quote(a) for a in sys.argv[2:])
@@ -54,21 +61,25 @@ def bench(
         max_new_tokens = max_new_tokens if max_new_tokens is not None else (QUICK["max_new_tokens"] if quick else 128)
         if per_category is not None and per_category < 1:
             raise DecodekitError(f"--per-category must be >= 1, got {per_category}")
+        check_backend(backend_kind, dtype, quant)
+        methods = methods if methods is not None else DEFAULT_METHODS[backend_kind]
         settings = BenchSettings.parse(split_methods(methods), max_new_tokens=max_new_tokens,
                                        sampling=SamplingConfig(temperature=temperature), repeats=repeats,
                                        draft=draft)
+        settings.check_backend(backend_kind)
         if any(spec.name == "hf-assisted" for spec in settings.methods) and not draft:
             raise DecodekitError("hf-assisted needs a draft model: pass --draft NAME")
         chosen = [c.strip() for c in categories.split(",")] if categories else None
         questions = load_questions(dataset, chosen, per_category)
         clear_old_report(out)
         with stderr.status(f"loading {model}"):
-            backend = load_backend(model, dtype=dtype, threads=threads)
+            backend = load_model(model, backend_kind, dtype=dtype, quant=quant, threads=threads)
             # Shared with decodekit's draft-model methods: one copy of the weights.
-            draft_backend = shared_backend(draft, dtype) if draft else None
+            draft_dtype = "" if backend_kind == "llama.cpp" else dtype  # llama.cpp: the draft file's own type
+            draft_backend = shared_model(draft, like=backend, dtype=draft_dtype) if draft else None
             # ar@DTYPE rows: AR with the model in another dtype, so speedups can be read
             # against whichever dtype decodes fastest on this machine.
-            other_dtypes = {d: load_backend(model, dtype=d, threads=threads) for d in settings.ar_dtypes}
+            other_dtypes = {d: load_model(model, dtype=d, threads=threads) for d in settings.ar_dtypes}
         turns = sum(len(q.turns) for q in questions)
         stderr.print(f"{len(questions)} questions ({turns} turns) × {len(settings.methods)} methods, "
                      f"{max_new_tokens} new tokens each", highlight=False)
@@ -77,7 +88,8 @@ def bench(
             records = run_bench(backend, questions, settings, draft_backend,
                                 on_progress=lambda method: progress.update(task, advance=1, description=method),
                                 other_dtypes=other_dtypes)
-        machine = machine_info(dtype=dtype, threads=threads)
+        machine = machine_info(dtype=dtype if backend_kind == "hf" else getattr(backend, "weight_type", dtype), threads=threads)
+        machine["backend"] = backend.identity
         machine["peak_rss_mb"] = round(peak_rss_mb())
         machine["model"] = model
         summary = summarize(records)

@@ -14,6 +14,7 @@ from decodekit.drafters import METHODS, check_method, fill_draft, takes_draft
 from decodekit.errors import DecodekitError
 from decodekit.grammar import gbnf, grammar_text
 from decodekit.methods import parse_method
+from decodekit.models.backends import check_backend
 from decodekit.models.zoo import DEFAULT_MODEL
 from decodekit.prompts import check_text
 from decodekit.settings import GenerateOptions, GenerationSettings
@@ -38,8 +39,12 @@ def generate(
     raw: bool = typer.Option(False, "--raw", help="Feed the prompt as is, without the chat template."),
     draft: str | None = typer.Option(None, help="Draft model for draft-model, spectr, rsd and pearl: a smaller model "
                                                  "with the target's tokenizer, e.g. qwen2.5-coder-0.5b."),
-    dtype: str = typer.Option("fp32", help="fp32, bf16 or fp16."),
-    threads: int | None = typer.Option(None, help="CPU threads for torch (default: torch's choice)."),
+    backend: str = typer.Option("hf", "--backend", help="hf (transformers) or llama.cpp (the GGUF itself; needs "
+                                                       "decodekit[llamacpp])."),
+    dtype: str = typer.Option("fp32", help="fp32, bf16 or fp16 (transformers backend)."),
+    quant: str | None = typer.Option(None, help="llama.cpp backend: re-quantise the GGUF once into the cache "
+                                                "(q8_0, bf16, q4_0, ...); default: the file's own."),
+    threads: int | None = typer.Option(None, help="CPU threads (default: torch's choice; llama.cpp: every core)."),
     device: str | None = typer.Option(None, help="cpu, cuda or cuda:N (default: the GPU if there is one)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (text, ids, stats) instead of streaming."),
     json_schema: Path | None = typer.Option(None, "--json-schema", help="Constrain the output to this JSON Schema (a file)."),
@@ -65,9 +70,11 @@ def generate(
                        min_p=min_p, typical_p=typical_p, seed=seed, stop=stop, heal=heal,
                        **_constraint_options(json_schema, json_lenient, regex, grammar))
         GenerationSettings.from_options(options)  # bad settings fail before the model loads
-        with stderr.status(f"loading {model} ({dtype})" + (", measuring methods on this prompt" if method == "auto" else "")):
-            decoder = Decoder(model, spec.name, dtype=dtype, threads=threads, device=device,
-                              sample=[text] if spec.name == "auto" else None, **method_options)
+        check_backend(backend, dtype, quant, device)
+        loading = f"{model} on llama.cpp ({quant or 'its own weight type'})" if backend == "llama.cpp" else f"{model} ({dtype})"
+        with stderr.status(f"loading {loading}" + (", measuring methods on this prompt" if method == "auto" else "")):
+            decoder = Decoder(model, spec.name, backend=backend, dtype=dtype, quant=quant, threads=threads,
+                              device=device, sample=[text] if spec.name == "auto" else None, **method_options)
         if decoder.auto_choice:
             stderr.print(f"[dim]{decoder.auto_choice.describe()}[/dim]", highlight=False)
         ids = decoder.prompt_ids(text) if raw else decoder.user_prompt_ids(text, system)

@@ -65,16 +65,16 @@ class ModelDrafterBase:
 
     def make_second_model(self, target: Backend) -> Backend:
         """The draft model: loaded once per process (shared by drafters), on the target's
-        device, in the target's dtype unless `draft_dtype` says otherwise."""
+        device and backend, in the target's dtype (llama.cpp: the file's own quantisation) unless
+        `draft_dtype` says otherwise."""
         if not isinstance(self.draft, str):
             assert self.draft is not None
             backend, label = self.draft, self.draft.name
         else:
-            from decodekit.models.hf import shared_backend  # the drafter stays backend-agnostic until here
+            from decodekit.models.backends import shared_model  # the drafter stays backend-agnostic until here
 
             label = self.draft
-            backend = shared_backend(self.draft, self.draft_dtype or target.dtype_name,
-                                     device=str(getattr(target, "device", "cpu")))
+            backend = shared_model(self.draft, like=target, dtype=self.draft_dtype)
         check_same_tokenizer(target, backend, label)
         return backend
 
@@ -128,6 +128,10 @@ class DraftModelDrafter(ModelDrafterBase):
         super().attach(target)
         if self.predictor == "head":
             assert self.model is not None
+            if not hasattr(self.model.backend, "forward_hidden"):
+                kind = getattr(self.model.backend, "kind", type(self.model.backend).__name__)
+                raise DecodekitError(f"predictor='head' reads the draft model's hidden states, which the {kind} "
+                                     "backend does not expose: use the transformers backend, or predictor='confidence'")
             label = self.draft if isinstance(self.draft, str) else self.model.backend.name
             self.head = load_head(head_path(label, target.name, target.dtype_name), label, target.name)
             self.model.want_hidden = True

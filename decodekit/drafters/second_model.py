@@ -111,7 +111,10 @@ class SecondModel:
         if self.want_hidden:
             forward_hidden = getattr(self.backend, "forward_hidden", None)
             if forward_hidden is None:
-                raise DecodekitError(f"{self.backend.name}'s backend does not expose hidden states")
+                backend = getattr(self.backend, "kind", type(self.backend).__name__)
+                raise DecodekitError(f"{self.backend.name} runs on the {backend} backend, which does not expose hidden "
+                                     "states: a trained acceptance head needs the transformers backend "
+                                     "(or use predictor='confidence')")
             logits, self.hidden = forward_hidden(pending, draft, self.cache)
         else:
             logits = self.backend.forward(pending, draft, self.cache)

@@ -38,7 +38,9 @@ def layer_skip_view(target: Backend, speedup: float, exit_layer: int = 0) -> Bac
     from decodekit.models.hf.skip import LayerSkipBackend, balanced_layers, decoder_layers, early_exit_layers
 
     if not isinstance(target, HFBackend):
-        raise DecodekitError(f"layer skipping needs a transformers model, not {type(target).__name__}")
+        backend = getattr(target, "kind", type(target).__name__)
+        raise DecodekitError(f"layer skipping (self-spec, layer-skip) runs a subset of the model's layers, which "
+                             f"needs the transformers backend (backend='hf'), not {backend}")
     num_layers = len(decoder_layers(target.model)[2])
     keep = early_exit_layers(num_layers, exit_layer) if exit_layer else balanced_layers(num_layers, speedup)
     return LayerSkipBackend(target, keep)

