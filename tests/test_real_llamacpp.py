@@ -91,6 +91,12 @@ def test_crop_rolls_back_and_an_old_cache_refuses_to_be_used(smollm2):
     cache.crop(len(ids) + 2)
     again = smollm2.forward([tokens[2]], Draft.empty(), cache)
     assert int(again[0].argmax()) == tokens[3]
+    tree = Draft([tokens[3], tokens[4]], parents=[-1, -1])
+    smollm2.forward([tokens[2]], tree, cache)
+    with pytest.raises(ValueError, match="not committed"):
+        smollm2.forward([tokens[3]], Draft.empty(), cache)
+    cache.crop(len(ids) + 2)
+    assert int(smollm2.forward([tokens[2]], Draft.empty(), cache)[0].argmax()) == tokens[3]
     smollm2.new_cache()
     with pytest.raises(DecodekitError, match="one cache at a time"):
         smollm2.forward([tokens[3]], Draft.empty(), cache)

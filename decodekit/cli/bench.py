@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from decodekit.cli.errors import exit_on_user_error
+from decodekit.cli.options import BACKEND, DTYPE, QUANT, THREADS
 from decodekit.cli.reports import clear_old_report, progress_bar
 from decodekit.errors import DecodekitError
 from decodekit.models.zoo import DEFAULT_MODEL
@@ -36,12 +37,10 @@ def bench(
                                          "the median counts."),
     draft: str | None = typer.Option(None, help="Draft model for draft-model, spectr, rsd, pearl and hf-assisted: a "
                                                  "smaller model with the target's tokenizer."),
-    backend_kind: str = typer.Option("hf", "--backend", help="hf (transformers) or llama.cpp (the GGUF itself, with "
-                                                            "llama-cpp-python's own decoding as baselines)."),
-    dtype: str = typer.Option("fp32", help="fp32, bf16 or fp16 (transformers backend)."),
-    quant: str | None = typer.Option(None, help="llama.cpp backend: re-quantise the GGUF once (q8_0, bf16, q4_0, "
-                                                "...); default: the file's own."),
-    threads: int | None = typer.Option(None, help="CPU threads (default: torch's choice; llama.cpp: every core)."),
+    backend_kind: str = BACKEND,
+    dtype: str = DTYPE,
+    quant: str | None = QUANT,
+    threads: int | None = THREADS,
     out: Path = typer.Option(Path("bench-out"), help="Folder for results.jsonl, report.md and plots."),
     quick: bool = typer.Option(False, "--quick", help="2 questions per category, 64 tokens: a one-minute look."),
 ):

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from decodekit.cli.errors import exit_on_user_error
+from decodekit.cli.options import BACKEND, DTYPE, QUANT, THREADS
 from decodekit.drafters import METHODS, check_method, fill_draft, takes_draft
 from decodekit.errors import DecodekitError
 from decodekit.grammar import gbnf, grammar_text
@@ -39,12 +40,10 @@ def generate(
     raw: bool = typer.Option(False, "--raw", help="Feed the prompt as is, without the chat template."),
     draft: str | None = typer.Option(None, help="Draft model for draft-model, spectr, rsd and pearl: a smaller model "
                                                  "with the target's tokenizer, e.g. qwen2.5-coder-0.5b."),
-    backend: str = typer.Option("hf", "--backend", help="hf (transformers) or llama.cpp (the GGUF itself; needs "
-                                                       "decodekit[llamacpp])."),
-    dtype: str = typer.Option("fp32", help="fp32, bf16 or fp16 (transformers backend)."),
-    quant: str | None = typer.Option(None, help="llama.cpp backend: re-quantise the GGUF once into the cache "
-                                                "(q8_0, bf16, q4_0, ...); default: the file's own."),
-    threads: int | None = typer.Option(None, help="CPU threads (default: torch's choice; llama.cpp: every core)."),
+    backend: str = BACKEND,
+    dtype: str = DTYPE,
+    quant: str | None = QUANT,
+    threads: int | None = THREADS,
     device: str | None = typer.Option(None, help="cpu, cuda or cuda:N (default: the GPU if there is one)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (text, ids, stats) instead of streaming."),
     json_schema: Path | None = typer.Option(None, "--json-schema", help="Constrain the output to this JSON Schema (a file)."),

@@ -115,6 +115,10 @@ class LlamaCppBackend:
         if not isinstance(cache, LlamaCppCache):
             raise TypeError(f"the llama.cpp backend needs its own cache (new_cache()), got {type(cache).__name__}")
         cache.check_live()
+        if not pending:
+            raise ValueError("forward needs at least one pending token (the last committed one)")
+        if cache.tree is not None:  # its branch cells would be visible to this forward's branches
+            raise ValueError("the last tree forward on this cache was not committed: call keep() or crop() first")
         start, num_pending = len(cache), len(pending)
         tokens = pending + draft.tokens
         if start + len(tokens) > self.context_length:

@@ -105,6 +105,7 @@ class LlamaCppCache:
         self.crop(start + len(offsets))
 
     def _drop_branches(self) -> None:
+        """Remove the last tree forward's branch sequences (their cells, unless committed)."""
         if self.tree is not None:
             for branch in range(1, self.tree.count + 1):
                 self._llama.llama_memory_seq_rm(self._memory, branch, -1, -1)
