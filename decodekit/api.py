@@ -206,7 +206,6 @@ def _decoder(model: str, method: str, backend: str, dtype: str, method_options: 
         raise DecodekitError(f"method_options must be a dict such as {{'max_draft': 8}}, got {method_options!r}")
     key = (model, backend, dtype, method, repr(sorted(method_options.items())))  # repr: a list is not hashable
     if key not in _DECODERS:
-        check_backend(backend, dtype)
         if (model, backend, dtype) not in _BACKENDS:
             _BACKENDS[(model, backend, dtype)] = load_model(model, backend, dtype=dtype)
         _DECODERS[key] = Decoder(_BACKENDS[(model, backend, dtype)], method, **method_options)

@@ -60,6 +60,7 @@ def test_chat_template_tojson_keeps_non_ascii_and_raise_exception_is_a_clear_err
     (dict(backend="hf", quant="q8_0"), "quant= re-quantises a GGUF for the llama.cpp backend"),
     (dict(backend="llama.cpp", dtype="bf16"), "pass quant="),
     (dict(backend="llama.cpp", device="cuda"), "runs on the CPU"),
+    (dict(backend="llama.cpp", quant="q3"), "unknown quantisation 'q3'"),
 ])
 def test_options_that_do_not_fit_the_backend_fail_before_loading(kwargs, message):
     with pytest.raises(DecodekitError, match=message):

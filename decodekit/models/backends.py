@@ -25,6 +25,10 @@ def check_backend(backend: str, dtype: str = "fp32", quant: str | None = None, d
                                  f"'q8_0', 'bf16') instead of dtype='{dtype}'")
         if device not in (None, "cpu"):
             raise DecodekitError(f"the llama.cpp backend runs on the CPU here, not on '{device}'")
+        if quant is not None:
+            from decodekit.models.llamacpp.quantize import check_quant  # no llama_cpp import: a name check
+
+            check_quant(quant)
 
 
 def load_model(spec: str, backend: str = "hf", dtype: str = "fp32", quant: str | None = None,

@@ -34,7 +34,7 @@ DEFAULT_CONTEXT = 4096  # positions allocated, unless the model was trained on f
 # cache in fp16, so float weights count as fp16; quantized weights multiply activations
 # quantized to 8-bit blocks ("q8"), and a batched forward then drifts from one-token steps by
 # up to ~6% of the largest logit (measured in divergence.py's TIE_RELATIVE note).
-FLOAT_TYPES = {"F32": "fp16", "F16": "fp16", "BF16": "bf16"}
+TIE_CLASSES = {"F32": "fp16", "F16": "fp16", "BF16": "bf16"}
 
 
 def default_threads() -> int:
@@ -100,7 +100,7 @@ class LlamaCppBackend:
 
     @property
     def dtype_name(self) -> str:
-        return FLOAT_TYPES.get(self.weight_type, "q8")
+        return TIE_CLASSES.get(self.weight_type, "q8")
 
     def new_cache(self) -> LlamaCppCache:
         self._llama.llama_memory_clear(self._memory, True)

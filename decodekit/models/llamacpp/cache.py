@@ -33,6 +33,7 @@ class TreeLayout:
 
     sequences: list[list[int]]  # per node, the branch ids through it
     parents: list[int]
+    count: int  # branches (leaves): sequences 1..count
 
     @classmethod
     def of(cls, parents: list[int]) -> TreeLayout:
@@ -44,12 +45,7 @@ class TreeLayout:
             while node != ROOT:
                 sequences[node].append(branch)
                 node = parents[node]
-        return cls(sequences, parents)
-
-    @property
-    def count(self) -> int:
-        """Number of branches (leaves): sequences 1..count."""
-        return max((max(s) for s in self.sequences if s), default=0)
+        return cls(sequences, parents, len(leaves))
 
     def branch_through(self, path: list[int]) -> int:
         """A branch containing the root-to-node `path` (draft node indices, root first)."""
