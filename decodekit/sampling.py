@@ -1,9 +1,9 @@
-"""Logits -> next-token probabilities: temperature, top-k, top-p, min-p, typical-p.
+"""Logits -> next-token probabilities: temperature, top-k, top-p, min-p, typical-p, epsilon, eta.
 
 The same transform is applied by plain decoding and by every verifier, so "the model's
 distribution" always means the distribution after these settings. Filters are applied in a
-fixed order — temperature, top-k, top-p, min-p, typical-p — each on the output of the previous
-one (the order Hugging Face's generate uses for the first four).
+fixed order — temperature, top-k, top-p, min-p, typical-p, epsilon, eta — each on the output of
+the previous one (the order Hugging Face's generate uses).
 """
 
 from __future__ import annotations
@@ -29,9 +29,11 @@ class SamplingConfig:
     top_p: float = 1.0  # 1.0: off
     min_p: float = 0.0  # 0.0: off
     typical_p: float = 1.0  # 1.0: off
+    epsilon_cutoff: float = 0.0  # 0.0: off; Hewitt et al. suggest 3e-4
+    eta_cutoff: float = 0.0  # 0.0: off; Hewitt et al. suggest 3e-4 to 2e-3
 
     def __post_init__(self):
-        for name in ("temperature", "top_p", "min_p", "typical_p"):
+        for name in ("temperature", "top_p", "min_p", "typical_p", "epsilon_cutoff", "eta_cutoff"):
             value = getattr(self, name)
             _check(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
                    f"{name} must be a finite number, got {value!r}")
@@ -44,6 +46,8 @@ class SamplingConfig:
         _check(0 < self.top_p <= 1, f"top_p must be in (0, 1], got {self.top_p}")
         _check(0 <= self.min_p < 1, f"min_p must be in [0, 1), got {self.min_p}")
         _check(0 < self.typical_p <= 1, f"typical_p must be in (0, 1], got {self.typical_p}")
+        _check(0 <= self.epsilon_cutoff < 1, f"epsilon_cutoff must be in [0, 1) (0 = off), got {self.epsilon_cutoff}")
+        _check(0 <= self.eta_cutoff < 1, f"eta_cutoff must be in [0, 1) (0 = off), got {self.eta_cutoff}")
 
     @property
     def greedy(self) -> bool:
@@ -76,6 +80,10 @@ def probabilities(logits: torch.Tensor, config: SamplingConfig) -> torch.Tensor:
         logits = _min_p(logits, config.min_p)
     if config.typical_p < 1:
         logits = _typical_p(logits, config.typical_p)
+    if config.epsilon_cutoff > 0:
+        logits = _epsilon(logits, config.epsilon_cutoff)
+    if config.eta_cutoff > 0:
+        logits = _eta(logits, config.eta_cutoff)
     return torch.softmax(logits, dim=-1)
 
 
@@ -116,3 +124,27 @@ def _typical_p(logits: torch.Tensor, typical_p: float) -> torch.Tensor:
     drop = drop_sorted.scatter(-1, order, drop_sorted)
     return logits.masked_fill(drop, -math.inf)
 
+
+
+def _epsilon(logits: torch.Tensor, epsilon: float) -> torch.Tensor:
+    """Epsilon sampling (Hewitt et al., 2022): drop tokens whose probability is below epsilon;
+    the most likely token always stays (as in transformers' EpsilonLogitsWarper)."""
+    return _drop_below(logits, torch.full(logits.shape[:-1] + (1,), epsilon))
+
+
+def _eta(logits: torch.Tensor, epsilon: float) -> torch.Tensor:
+    """Eta sampling (Hewitt et al., 2022): drop tokens whose probability is below
+    eta = min(epsilon, sqrt(epsilon) * exp(-H(p))), H the entropy in nats: a flat
+    distribution keeps more of its tail than a peaked one. The most likely token always stays."""
+    log_probs = torch.log_softmax(logits, dim=-1)
+    entropy = -(log_probs.exp() * log_probs.nan_to_num(neginf=0.0)).sum(-1, keepdim=True)
+    eta = torch.clamp(math.sqrt(epsilon) * torch.exp(-entropy), max=epsilon)
+    return _drop_below(logits, eta)
+
+
+def _drop_below(logits: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
+    """Mask tokens whose probability is below `threshold` [..., 1], keeping the argmax."""
+    probs = torch.softmax(logits, dim=-1)
+    drop = probs < threshold
+    drop.scatter_(-1, probs.argmax(-1, keepdim=True), False)
+    return logits.masked_fill(drop, -math.inf)

@@ -24,6 +24,8 @@ class GenerateOptions(TypedDict, total=False):
     top_p: float
     min_p: float
     typical_p: float
+    epsilon_cutoff: float
+    eta_cutoff: float
     seed: int | None
     stop: list[str] | None
     response_format: dict | None
@@ -33,7 +35,7 @@ class GenerateOptions(TypedDict, total=False):
 
 
 DEFAULT_MAX_NEW_TOKENS = 256
-SAMPLING_FIELDS = ("temperature", "top_k", "top_p", "min_p", "typical_p")
+SAMPLING_FIELDS = ("temperature", "top_k", "top_p", "min_p", "typical_p", "epsilon_cutoff", "eta_cutoff")
 
 
 @dataclass(frozen=True)

@@ -152,7 +152,8 @@ def check_aligned_sampling(sampling: SamplingConfig) -> None:
     """ASAp samples ∝ P(x | w) · θ̂(w x) with P the model's softmax(logits / T): nothing else."""
     if sampling.temperature <= 0:
         raise DecodekitError(f"aligned sampling draws samples: temperature must be > 0, got {sampling.temperature}")
-    changed = [name for name, off in (("top_k", 0), ("top_p", 1.0), ("min_p", 0.0), ("typical_p", 1.0))
+    changed = [name for name, off in (("top_k", 0), ("top_p", 1.0), ("min_p", 0.0), ("typical_p", 1.0),
+                                                    ("epsilon_cutoff", 0.0), ("eta_cutoff", 0.0))
                if getattr(sampling, name) != off]
     if changed:
         raise DecodekitError(f"aligned sampling supports plain temperature sampling only: turn off {', '.join(changed)} "

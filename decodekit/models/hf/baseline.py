@@ -24,7 +24,8 @@ def hf_generate(backend: HFBackend, prompt_ids: list[int], max_new_tokens: int, 
         options["do_sample"] = False
     else:
         options.update(do_sample=True, temperature=sampling.temperature, top_k=sampling.top_k,  # 0 turns top-k off here too
-                       top_p=sampling.top_p, min_p=sampling.min_p or None, typical_p=sampling.typical_p)
+                       top_p=sampling.top_p, min_p=sampling.min_p or None, typical_p=sampling.typical_p,
+                       epsilon_cutoff=sampling.epsilon_cutoff, eta_cutoff=sampling.eta_cutoff)
     eos = sorted(backend.eos_token_ids)
     torch.manual_seed(seed)
     model: Any = backend.model  # transformers types generate() through a decorator mypy cannot follow

@@ -6,6 +6,7 @@ exactness tests compare decodekit's greedy tokens with its.
 
 from __future__ import annotations
 
+from decodekit.errors import DecodekitError
 from decodekit.models.llamacpp.backend import LlamaCppBackend
 from decodekit.models.llamacpp.library import lib
 from decodekit.sampling import SamplingConfig
@@ -33,6 +34,9 @@ class LlamaCppOwn:
                  seed: int = 0) -> list[int]:
         """New token ids, ending with the EOS token when one came (as decodekit's output does)."""
         sampling = sampling or SamplingConfig()
+        if sampling.epsilon_cutoff or sampling.eta_cutoff:
+            raise DecodekitError("llama-cpp-python's own sampler has no epsilon or eta cutoff: "
+                                 "compare those settings with decodekit's methods only")
         # The prompt is processed anew every time, as decodekit processes it: no prefix reuse
         # from the previous call (Llama.generate would otherwise skip the shared part).
         self.llm.reset()
