@@ -1,6 +1,6 @@
 """decodekit: decode language models faster with nothing lost, better, and structured."""
 
-from decodekit.api import Decoder, generate, stream
+from decodekit.api import Decoder, generate, score_choices, stream
 from decodekit.constrained_sampling import sample_constrained
 from decodekit.errors import DecodekitError
 from decodekit.sampling import SamplingConfig
@@ -18,5 +18,6 @@ __all__ = [
     "__version__",
     "generate",
     "sample_constrained",
+    "score_choices",
     "stream",
 ]

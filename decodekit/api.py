@@ -18,15 +18,19 @@ from decodekit.constraints import Constraint
 from decodekit.constraints.constraint import GrammarConstraint
 from decodekit.constraints.healing import HealingConstraint, PrefixStripper, heal_prompt, healed_grammar
 from decodekit.detok import IncrementalDecoder, StopStringFilter
-from decodekit.drafters import LOSSY, check_method, make_drafter, make_lossy
+from decodekit.drafters import LOSSY, METHODS, check_method, make_drafter, make_lossy
 from decodekit.drafters.base import Drafter, NoDrafter, attach_target
 from decodekit.errors import DecodekitError
 from decodekit.grammar import Grammar
 from decodekit.loop import decode
+from decodekit.methods import MethodSpec, parse_method
 from decodekit.models.backends import check_backend, load_model
 from decodekit.models.zoo import DEFAULT_MODEL
 from decodekit.prompts import check_prompt_ids, check_text, conversation_ids, user_turn
+from decodekit.scoring import CONTENT_FREE, ChoiceScores
+from decodekit.scoring import score_choices as _score_choices
 from decodekit.settings import GenerateOptions, GenerationSettings
+from decodekit.strategies import STRATEGIES, Strategy, make_strategy
 from decodekit.types import GenerationResult, GenerationStats, Step
 from decodekit.verify import SeededRandomness
 
@@ -50,9 +54,14 @@ class Decoder:
 
     def __init__(self, model: str | Backend = DEFAULT_MODEL, method: str = "ar", *,
                  backend: str = "hf", dtype: str = "fp32", quant: str | None = None, threads: int | None = None,
-                 device: str | None = None, sample: list[str] | None = None, **method_options):
+                 device: str | None = None, sample: list[str] | None = None, drafter: str | None = None,
+                 **method_options):
         """`backend`: "hf" (transformers, the default) or "llama.cpp" (the GGUF itself, in its
         shipped quantisation or re-quantised once with `quant=`, e.g. "q8_0").
+
+        A strategy method (mirostat, contrastive-decoding, dola, ...) reshapes the model's
+        distribution; `drafter` (a drafting method, options in brackets:
+        "prompt-lookup[max_draft=8]") makes it faster without changing its output.
 
         `method="auto"` measures the candidate methods on `sample` (prompts like the ones
         you will send; chat models get the chat template) and keeps the fastest: see
@@ -61,29 +70,37 @@ class Decoder:
             raise DecodekitError(f"model must be a zoo name, a folder, a .gguf file, a hub id or a loaded backend, "
                                  f"got {type(model).__name__}")
         # A bad method, option or sample fails here, before a model is loaded for nothing.
-        check_method(method, method_options)
+        strategy, drafter_spec = _strategy_and_drafter(method, method_options, drafter)
+        if strategy is None:
+            check_method(method, method_options)
         if isinstance(model, str):
             check_backend(backend, dtype, quant, device)
         if method == "auto" and not (isinstance(sample, (list, tuple)) and sample):
             raise DecodekitError("method='auto' needs sample=, a non-empty list of prompts like the ones you will "
                                  f"send, to measure the methods on; got {sample!r}")
         lossy = make_lossy(method, **method_options) if method in LOSSY else None
-        drafter = None if method == "auto" else NoDrafter() if lossy else make_drafter(method, **method_options)
+        built: Drafter | None
+        if strategy is not None:
+            built = make_drafter(drafter_spec.name, **drafter_spec.options)
+        else:
+            built = None if method == "auto" else NoDrafter() if lossy else make_drafter(method, **method_options)
         self.backend: Backend = (load_model(model, backend, dtype=dtype, quant=quant, threads=threads, device=device)
                                  if isinstance(model, str) else model)
         # The model that decodes: a lossy method swaps in an approximation of it.
         self.full_backend: Backend = self.backend
         if lossy is not None:
             self.backend = lossy.backend(self.backend)
-        if drafter is not None:
-            attach_target(drafter, self.backend)  # a draft model loads, and a bad pairing fails, here
+        self.strategy: Strategy = strategy or Strategy()
+        self.strategy.attach(self.backend)  # an amateur model loads, and a bad layer choice fails, here
+        if built is not None:
+            attach_target(built, self.backend)  # a draft model loads, and a bad pairing fails, here
         self.method = method
         self.auto_choice: AutoChoice | None = None
-        if drafter is None:
+        if built is None:
             self.auto_choice = choose_method(self.backend, [self.user_prompt_ids(text) for text in sample or []])
             self.method = self.auto_choice.method
-            drafter = self.auto_choice.drafter  # keeps what it learned on the sample
-        self.drafter: Drafter = drafter
+            built = self.auto_choice.drafter  # keeps what it learned on the sample
+        self.drafter: Drafter = built
 
     def user_prompt_ids(self, text: str, system: str | None = None) -> list[int]:
         """A user's text as the model expects it: in its chat template, or a plain transcript
@@ -131,7 +148,7 @@ class Decoder:
         stops = StopStringFilter(list(settings.stop))
         start = time.perf_counter()
         steps = decode(self.backend, ids, self.drafter, settings.sampling, SeededRandomness(settings.seed),
-                       settings.max_new_tokens, constraint)
+                       settings.max_new_tokens, constraint, self.strategy)
         stats.stop_reason = "interrupted"  # until the loop or a stop string says otherwise
         try:
             for step in steps:
@@ -180,6 +197,12 @@ class Decoder:
                                  "healing (it has no grammar_tokenizer())")
         return self.backend.grammar_tokenizer()
 
+    def score_choices(self, prompt: str, choices: list[str], *, calibrate: bool = False, content: str | None = None,
+                      content_free: tuple[str, ...] = CONTENT_FREE) -> ChoiceScores:
+        """Multiple-choice scores of `choices` after the raw `prompt`, calibrated against
+        content-free versions of it when `calibrate` (decodekit/scoring.py)."""
+        return _score_choices(self.backend, prompt, choices, calibrate, content, content_free)
+
     def stream(self, prompt: str | None = None, *, messages: list[dict] | None = None,
                prompt_ids: list[int] | None = None, **options: Unpack[GenerateOptions]) -> Iterator[str]:
         for chunk in self.stream_chunks(prompt, messages=messages, prompt_ids=prompt_ids, **options):
@@ -194,6 +217,37 @@ class Decoder:
         stats, token_ids = GenerationStats(), list[int]()
         text = "".join(chunk.text for chunk in self._chunks(ids, settings, stats, token_ids))
         return GenerationResult(text=text, token_ids=token_ids, prompt_ids=ids, stats=stats)
+
+
+def check_decoding(method: str, options: dict, drafter: str | None = None) -> None:
+    """What Decoder checks before it loads anything: the method, its options and the drafter."""
+    strategy, _ = _strategy_and_drafter(method, options, drafter)
+    if strategy is None:
+        check_method(method, options)
+
+
+def _strategy_and_drafter(method: object, options: dict, drafter: object) -> tuple[Strategy | None, MethodSpec]:
+    """For a strategy method, the strategy and the drafter that speeds it up (none: 'ar')."""
+    if not isinstance(method, str) or method not in STRATEGIES:
+        if drafter is not None:
+            raise DecodekitError(f"drafter= goes with a strategy method ({', '.join(STRATEGIES)}); "
+                                 f"'{method}' is a drafting method itself")
+        unknown = [part for part in method.split("+") if part not in METHODS] if isinstance(method, str) else []
+        if unknown and method != "auto" and method not in LOSSY:
+            which = f"'{unknown[0]}' in '{method}'" if "+" in str(method) else f"'{method}'"
+            raise DecodekitError(f"unknown method {which}: choose a drafting method ({', '.join([*METHODS, *LOSSY])}, "
+                                 f"a+b merged, auto) or a strategy ({', '.join(STRATEGIES)})")
+        return None, MethodSpec("ar", "ar")
+    if drafter is not None and not isinstance(drafter, str):
+        raise DecodekitError(f"drafter must be a drafting method such as 'prompt-lookup', got {drafter!r}")
+    spec = parse_method(drafter or "ar")
+    if spec.name in STRATEGIES or spec.name in LOSSY or spec.name == "auto":
+        raise DecodekitError(f"drafter must be a drafting method ({', '.join(METHODS)} or a+b), got '{spec.name}'")
+    check_method(spec.name, spec.options, allow_auto=False)
+    strategy = make_strategy(method, **options)
+    if spec.name != "ar" and not strategy.drafts_exact:
+        raise DecodekitError(f"{method} cannot be sped up by a drafter: its output would change")
+    return strategy, spec
 
 
 _BACKENDS: dict[tuple[str, str, str], Backend] = {}
@@ -226,3 +280,12 @@ def stream(prompt: str | None = None, *, model: str = DEFAULT_MODEL, method: str
     """Yield text chunks as they are committed."""
     decoder = _decoder(model, method, backend, dtype, {} if method_options is None else method_options)
     return decoder.stream(prompt, messages=messages, prompt_ids=prompt_ids, **options)
+
+
+def score_choices(prompt: str, choices: list[str], *, calibrate: bool = False, content: str | None = None,
+                  content_free: tuple[str, ...] = CONTENT_FREE, model: str = DEFAULT_MODEL, backend: str = "hf",
+                  dtype: str = "fp32") -> ChoiceScores:
+    """`decodekit.score_choices("Review: great film. Sentiment:", [" positive", " negative"],
+    calibrate=True, content="great film.")`: which choice the model prefers, calibrated."""
+    return _decoder(model, "ar", backend, dtype, {}).score_choices(prompt, choices, calibrate=calibrate, content=content,
+                                                                   content_free=content_free)

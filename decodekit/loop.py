@@ -6,6 +6,7 @@ which are fed at the start of the next forward together with the draft. At the f
 that it is the single token the previous step produced::
 
     forward([*pending, *draft])  ->  logits for the last pending token and every draft node
+    reshape                      ->  the logits the strategy decodes from (strategies/base.py)
     verify                       ->  accepted draft nodes + the model's own next token
     commit                       ->  cache keeps pending + accepted; the new token is pending
 
@@ -28,6 +29,7 @@ from decodekit.constraints import Constraint
 from decodekit.constraints.constraint import Unconstrained
 from decodekit.drafters.base import Drafter
 from decodekit.sampling import SamplingConfig
+from decodekit.strategies.base import Strategy
 from decodekit.types import Step, StopReason
 from decodekit.verify import Randomness, verify
 
@@ -40,6 +42,7 @@ def decode(
     rng: Randomness,
     max_new_tokens: int,
     constraint: Constraint | None = None,
+    strategy: Strategy | None = None,
 ) -> Generator[Step, None, None]:
     """Yield one Step per verification until EOS, max_new_tokens or the context is full.
 
@@ -47,8 +50,10 @@ def decode(
     The consumer may stop early (stop strings): closing the generator ends the loop.
     """
     constraint = constraint if constraint is not None else Unconstrained()
+    strategy = strategy if strategy is not None else Strategy()
     cache = backend.new_cache()
     drafter.reset(prompt_ids, sampling, rng)
+    strategy.start(prompt_ids, sampling)
     # What the grammar forces before the first token (e.g. '{"name": '): reported in the first Step.
     opening = _cut(constraint.commit([]), backend.eos_token_ids,
                    min(max_new_tokens, backend.context_length - len(prompt_ids)))
@@ -65,13 +70,14 @@ def decode(
         # Asked even when nothing fits (room 0), so drafters always observe what they proposed.
         draft, allowed = constraint.trim(drafter.propose(history, Budget(room, backend.latency)))
         t1 = _clock(backend)
-        target_logits = backend.forward(pending, draft, cache)  # [1 + len(draft), vocab]
+        target_logits = strategy.forward(backend, pending, draft, cache)  # [1 + len(draft), vocab]
         t2 = _clock(backend)
         if len(pending) == 1:  # prefills would distort the per-size decode cost
             backend.latency.record(1 + len(draft), t2 - t1)
-        target_logits = constraint.apply(target_logits, allowed)
+        target_logits = strategy.reshape(history, draft, constraint.apply(target_logits, allowed))
         result = verify(draft, target_logits, sampling, rng, position=len(history))
         cache.keep(len(cache) - len(draft), result.accepted)
+        strategy.commit(draft, result)
         drafter.observe(draft, result, target_logits)
         tokens = _cut(result.tokens, backend.eos_token_ids, max_new_tokens - produced)
         forced = constraint.commit(tokens)

@@ -18,7 +18,7 @@ from tiny import ARCHITECTURES, VOCAB, tiny_backend
 
 from decodekit.errors import DecodekitError, UnsupportedModelError
 from decodekit.models.hf import HFBackend, LayerSkipBackend, balanced_layers, early_exit_layers, skipping_layers
-from decodekit.models.hf.skip import decoder_layers
+from decodekit.models.hf.layers import decoder_layers
 from decodekit.types import Draft
 
 NUM_LAYERS = 4

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import math
 from collections.abc import Callable
 
 from decodekit.drafters.aded import AdedDrafter
@@ -18,6 +17,7 @@ from decodekit.drafters.prompt_lookup import PromptLookupDrafter
 from decodekit.drafters.self_spec import LayerSkipMethod, SelfSpecDrafter
 from decodekit.drafters.token_recycling import TokenRecyclingDrafter
 from decodekit.errors import DecodekitError
+from decodekit.options import check_option_types
 
 METHODS: dict[str, Callable[..., Drafter]] = {
     "ar": NoDrafter,
@@ -54,7 +54,7 @@ def check_method(method: str, options: dict | None = None, allow_auto: bool = Tr
 
 
 def make_lossy(method: str, **options) -> LayerSkipMethod:
-    _check_option_types(method, options, LOSSY[method])
+    check_option_types(method, options, LOSSY[method])
     try:
         return LOSSY[method](**options)
     except TypeError as error:
@@ -71,7 +71,7 @@ def make_drafter(method: str, **options) -> Drafter:
             raise DecodekitError(f"options are not supported for composite methods such as '{method}'; "
                                  "build a CompositeDrafter instead")
         return CompositeDrafter([make_drafter(part) for part in method.split("+")])
-    _check_option_types(method, options, METHODS[method])
+    check_option_types(method, options, METHODS[method])
     try:
         return METHODS[method](**options)
     except TypeError as error:
@@ -101,30 +101,6 @@ def _check_name(method: object, allow_auto: bool) -> None:
         choices = ", ".join([*METHODS, *LOSSY, "a+b (composite)"] + (["auto"] if allow_auto else []))
         which = f"'{unknown[0]}' in '{method}'" if "+" in method else f"'{method}'"
         raise DecodekitError(f"unknown method {which}: choose one of {choices}")
-
-
-def _check_option_types(method: str, options: dict, factory: Callable) -> None:
-    """Names against the drafter's parameters, values against the type of their defaults: a
-    typo or a string where a number belongs is named here, not as a TypeError from inside."""
-    parameters = inspect.signature(factory).parameters
-    for name, value in options.items():
-        if name not in parameters:
-            takes = f"it takes {', '.join(parameters)}" if parameters else "it takes no options"
-            raise DecodekitError(f"bad option for method '{method}': it has no option '{name}' ({takes})")
-        default = parameters[name].default
-        if isinstance(default, bool):
-            ok, kind = isinstance(value, bool), "true or false"
-        elif isinstance(default, int):
-            ok, kind = isinstance(value, int) and not isinstance(value, bool), "an integer"
-        elif isinstance(default, float):
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-            kind = "a finite number"
-        elif isinstance(default, str):
-            ok, kind = isinstance(value, str), "a string"
-        else:
-            continue
-        if not ok:
-            raise DecodekitError(f"bad option for method '{method}': {name} must be {kind}, got {value!r}")
 
 
 __all__ = [

@@ -35,7 +35,8 @@ def layer_skip_view(target: Backend, speedup: float, exit_layer: int = 0) -> Bac
     """`target` running a subset of its layers: balanced for `speedup`, or the first
     `exit_layer` ones when that is set."""
     from decodekit.models.hf import HFBackend
-    from decodekit.models.hf.skip import LayerSkipBackend, balanced_layers, decoder_layers, early_exit_layers
+    from decodekit.models.hf.layers import decoder_layers
+    from decodekit.models.hf.skip import LayerSkipBackend, balanced_layers, early_exit_layers
 
     if not isinstance(target, HFBackend):
         backend = getattr(target, "kind", type(target).__name__)

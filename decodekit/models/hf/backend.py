@@ -98,10 +98,29 @@ class HFBackend:
         head's input): what a trained acceptance head reads (drafters/acceptance_head.py)."""
         logits, hidden = self._run(pending, draft, cache, hidden=True)
         assert hidden is not None
-        return logits, hidden
+        return logits, hidden[-1]
+
+    @property
+    def num_layers(self) -> int:
+        """Decoder layers: `forward_layers` reads layers 0 (the embeddings) to num_layers."""
+        return int(self.model.config.get_text_config(decoder=True).num_hidden_layers)
 
     @torch.inference_mode()
-    def _run(self, pending: list[int], draft: Draft, cache: KVCache, hidden: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward_layers(self, pending: list[int], draft: Draft, cache: KVCache, layers: list[int],
+                       norm: bool) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+        """`forward`, plus the same rows read at lower layers through the LM head: {layer: logits
+        [1 + len(draft), vocab]}, layer 0 being the embeddings' output and layer i the output of
+        decoder layer i (transformers' hidden_states[i]). `norm`: through the final norm first, or
+        straight into the head (as the DoLa paper's code and transformers 4.x's DoLa read them)."""
+        from decodekit.models.hf.layers import early_exit_logits
+
+        logits, hidden = self._run(pending, draft, cache, hidden=True)
+        assert hidden is not None
+        return logits, {layer: early_exit_logits(self.model, hidden[layer], norm) for layer in layers}
+
+    @torch.inference_mode()
+    def _run(self, pending: list[int], draft: Draft, cache: KVCache,
+             hidden: bool) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
         if not isinstance(cache, HFCache):
             raise TypeError(f"the transformers backend needs its own cache (new_cache()), got {type(cache).__name__}")
         start = len(cache)
@@ -124,7 +143,7 @@ class HFBackend:
             logits_to_keep=rows,
             output_hidden_states=hidden,
         )
-        return out.logits[0], (out.hidden_states[-1][0, -rows:] if hidden else None)
+        return out.logits[0], (tuple(h[0, -rows:] for h in out.hidden_states) if hidden else None)
 
     def _tree_mask(self, start: int, num_pending: int, parents: list[int], positions: list[int]):
         """Additive 4-D masks [1, 1, query, start + query]: pending tokens are causal, draft nodes

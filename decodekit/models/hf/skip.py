@@ -32,50 +32,11 @@ import torch
 
 from decodekit.backend import KVCache
 from decodekit.budget import LatencyCurve
-from decodekit.errors import DecodekitError, UnsupportedModelError
+from decodekit.errors import DecodekitError
 from decodekit.models.hf.backend import HFBackend
 from decodekit.models.hf.cache import HFCache
+from decodekit.models.hf.layers import decoder_layers, text_config
 from decodekit.types import Draft
-
-
-def decoder_layers(model: torch.nn.Module) -> tuple[torch.nn.Module, str, torch.nn.ModuleList]:
-    """The decoder layer list of a transformers model: (the module holding it, its attribute
-    name, the list). It is the ModuleList as long as the text config's `num_hidden_layers`
-    (`model.model.layers` for most causal LMs); when several lists have that length, the one
-    whose layers carry `layer_idx` 0, 1, ... (the cache slots) is taken."""
-    num_layers = getattr(_text_config(model), "num_hidden_layers", None)
-    candidates = [
-        (name, module)
-        for name, module in model.named_modules()
-        if isinstance(module, torch.nn.ModuleList) and num_layers and len(module) == num_layers
-    ]
-    found = ", ".join(name for name, _ in candidates) or "none"
-    if len(candidates) > 1:
-        candidates = [(name, module) for name, module in candidates if _numbered_by_cache_slot(module)]
-    if len(candidates) != 1:
-        raise UnsupportedModelError(
-            f"{type(model).__name__}: cannot tell its decoder layer list (a ModuleList of num_hidden_layers={num_layers}"
-            f" layers; found {found}), so its layers cannot be skipped"
-        )
-    name, layers = candidates[0]
-    owner_name, _, attribute = name.rpartition(".")
-    return model.get_submodule(owner_name), attribute, layers
-
-
-def _text_config(model: torch.nn.Module) -> Any:
-    config: Any = getattr(model, "config", None)
-    if config is None or not hasattr(config, "get_text_config"):
-        raise UnsupportedModelError(f"{type(model).__name__} has no transformers config: cannot tell its decoder layers")
-    return config.get_text_config(decoder=True)
-
-
-def _numbered_by_cache_slot(layers: torch.nn.ModuleList) -> bool:
-    """Whether layer i (or its attention) has `layer_idx` i, as transformers' decoder layers do."""
-    for i, layer in enumerate(layers):
-        index = next((m.layer_idx for m in layer.modules() if isinstance(getattr(m, "layer_idx", None), int)), None)
-        if index != i:
-            return False
-    return True
 
 
 @contextmanager
@@ -97,7 +58,7 @@ class _LayerSwap:
         self.owner, self.attribute, self.layers = decoder_layers(model)
         self.kept = _check_keep(keep, len(self.layers))
         self.kept_modules = torch.nn.ModuleList([self.layers[i] for i in self.kept])
-        self.config: Any = getattr(self.owner, "config", None) or _text_config(model)
+        self.config: Any = getattr(self.owner, "config", None) or text_config(model)
         # Per-layer kinds are looked up by position in the list the model iterates: shorten them
         # alike, or a kept layer would get the mask and rotary embedding of the layer before it.
         layer_types = getattr(self.config, "layer_types", None)

@@ -1,0 +1,40 @@
+"""Strategies by method name: what each step's distribution becomes (strategies/base.py).
+
+A strategy is a method of its own (`method="dola"`) and composes with any drafter
+(`Decoder(..., method="dola", drafter="prompt-lookup")`): the drafter only makes it faster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from decodekit.errors import DecodekitError
+from decodekit.options import check_option_types
+from decodekit.strategies.base import Strategy
+from decodekit.strategies.contrastive import ContrastiveDecoding
+from decodekit.strategies.dola import DoLa
+from decodekit.strategies.lol import Lol
+from decodekit.strategies.mirostat import Mirostat
+from decodekit.strategies.uscd import Uscd
+
+STRATEGIES: dict[str, Callable[..., Strategy]] = {
+    "mirostat": Mirostat,
+    "contrastive-decoding": ContrastiveDecoding,
+    "dola": DoLa,
+    "lol": Lol,
+    "uscd": Uscd,
+}
+
+
+def make_strategy(name: str, **options) -> Strategy:
+    """A strategy by name, its options checked (names and value types) before anything loads."""
+    if name not in STRATEGIES:
+        raise DecodekitError(f"unknown strategy '{name}': choose one of {', '.join(STRATEGIES)}")
+    check_option_types(name, options, STRATEGIES[name])
+    try:
+        return STRATEGIES[name](**options)
+    except TypeError as error:
+        raise DecodekitError(f"bad option for method '{name}': {error}") from error
+
+
+__all__ = ["STRATEGIES", "ContrastiveDecoding", "DoLa", "Lol", "Mirostat", "Strategy", "Uscd", "make_strategy"]
