@@ -73,6 +73,22 @@ CASES = [
     cli("gen-method-composite-options", [*GEN, "--method", "ar+prompt-lookup[max_draft=2]"], r"composite"),
     cli("gen-auto-options", [*GEN, "--method", "auto[max_draft=2]"], r"auto.*no method options"),
     cli("gen-top-p-zero", [*GEN, "--top-p", "0"], r"top_p must be in \(0, 1\]"),
+    # strategies and their samplers
+    cli("gen-cd-alpha", [*GEN, "--method", "contrastive-decoding[alpha=2]", "--amateur", "{model}"],
+        r"alpha .* must be in \[0, 1\], got 2"),
+    cli("gen-cd-without-amateur", [*GEN, "--method", "contrastive-decoding"], r"needs amateur="),
+    cli("gen-cd-amateur-other-tokenizer", [*GEN, "--method", "contrastive-decoding", "--amateur", "{other_tokenizer}"],
+        r"does not share the tokenizer"),
+    cli("gen-dola-layer-out-of-range", [*GEN, "--method", "dola[dola_layers=9]"], r"layer 9 is out of range.*2 decoder"),
+    cli("gen-dola-layers-unknown", [*GEN, "--method", "dola[dola_layers=middle]"], r"dola_layers must be 'low', 'high'"),
+    cli("gen-drafter-without-strategy", [*GEN, "--drafter", "token-recycling"], r"--drafter goes with a strategy"),
+    cli("gen-drafter-is-a-strategy", [*GEN, "--method", "dola", "--drafter", "mirostat"], r"drafter must be a drafting"),
+    cli("gen-amateur-for-dola", [*GEN, "--method", "dola", "--amateur", "{model}"], r"--amateur is for contrastive"),
+    cli("gen-mirostat-greedy", [*GEN, "--method", "mirostat"], r"mirostat samples: set temperature > 0"),
+    cli("gen-mirostat-tau", [*GEN, "--method", "mirostat[tau=0]", "--temperature", "1"], r"tau .* must be > 0"),
+    cli("gen-sampler-unknown", [*GEN, "--sampler", "beam", "--temperature", "1"], r"--sampler must be eta or epsilon"),
+    cli("gen-sampler-greedy", [*GEN, "--sampler", "eta"], r"eta and epsilon sampling sample.*--temperature"),
+    cli("gen-eta-cutoff-too-big", [*GEN, "--eta-cutoff", "2", "--temperature", "1"], r"eta_cutoff must be in \[0, 1\)"),
     # draft models
     cli("gen-draft-model-without-draft", [*GEN, "--method", "draft-model"], r"'draft-model' needs a draft model.*--draft"),
     cli("gen-draft-for-a-method-without-one", [*GEN, "--method", "prompt-lookup", "--draft", "{model}"],
@@ -144,6 +160,10 @@ CASES = [
     cli("bench-temperature-negative", [*BENCH, "--temperature", "-1"], r"temperature must be >= 0"),
     cli("bench-dtype-unknown", [*BENCH, "--dtype", "int4"], r"unknown dtype 'int4'"),
     cli("bench-threads-zero", [*BENCH, "--threads", "0"], r"threads must be an integer >= 1"),
+    cli("bench-strategy-unknown", [*BENCH, "--strategy", "nope"], r"unknown strategy 'nope'"),
+    cli("bench-strategy-with-baseline", [*BENCH, "--strategy", "dola", "--methods", "ar,hf-greedy"],
+        r"with --strategy every row decodes with dola.*hf-greedy"),
+    cli("bench-amateur-without-strategy", [*BENCH, "--amateur", "{model}"], r"--amateur goes with --strategy"),
     # API: prompt ids
     api("ids-empty", lambda e: e.decoder.generate(prompt_ids=[]), r"prompt_ids is empty"),
     api("ids-negative", lambda e: e.decoder.generate(prompt_ids=[5, -1]), r"holds -1.*\[0, 258\)"),
@@ -223,6 +243,13 @@ CASES = [
     api("regex-not-str", lambda e: e.decoder.generate("hi", regex=5), r"regex must be a non-empty string"),
     api("grammar-not-str", lambda e: e.decoder.generate("hi", grammar=["x"]), r"grammar must be Lark or GBNF text"),
     api("stream-bad-grammar", lambda e: e.decoder.stream("hi", grammar="start: nothing"), r"unknown name"),
+    api("choices-one", lambda e: e.decoder.score_choices("Q: a or b? A:", [" a"]), r"at least two strings"),
+    api("choices-same", lambda e: e.decoder.score_choices("Q: a or b? A:", [" a", " a"]), r"must differ"),
+    api("choices-calibrate-no-content", lambda e: e.decoder.score_choices("Q: x? A:", [" a", " b"], calibrate=True),
+        r"calibrate=True needs content="),
+    api("choices-content-not-in-prompt", lambda e: e.decoder.score_choices("Q: x? A:", [" a", " b"], calibrate=True,
+                                                                           content="zzz"), r"needs content="),
+    api("eta-cutoff-negative", lambda e: e.decoder.generate("hi", temperature=1.0, eta_cutoff=-1), r"eta_cutoff"),
 ]
 
 

@@ -28,6 +28,9 @@ class Question:
     category: str
     turns: list[str]
     subcategory: str | None = None
+    # Reference answers per turn where the dataset has them (Spec-Bench's math_reasoning:
+    # GSM8K solutions ending in "#### N").
+    reference: list[str] | None = None
 
 
 def spec_bench_path() -> Path:
@@ -106,9 +109,12 @@ def _parse(line: bytes, path: Path, number: int) -> Question:
         raise DecodekitError(f"{where}: 'category' must be a non-empty string")
     if not isinstance(turns, list) or not turns or not all(isinstance(t, str) and t.strip() for t in turns):
         raise DecodekitError(f"{where}: 'turns' must be a non-empty list of non-empty strings")
+    reference = data.get("reference")
+    if not (isinstance(reference, list) and all(isinstance(r, str) for r in reference)):
+        reference = None  # other shapes (QA's lists of acceptable spans) are not graded
     if category in MT_BENCH_SUBCATEGORIES:
-        return Question(question_id, MT_BENCH, turns, subcategory=category)
-    return Question(question_id, category, turns)
+        return Question(question_id, MT_BENCH, turns, subcategory=category, reference=reference)
+    return Question(question_id, category, turns, reference=reference)
 
 
 def _check_known(wanted: list[str], questions: list[Question], path: Path) -> None:

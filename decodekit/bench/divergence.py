@@ -54,7 +54,9 @@ def tie_tolerance(logits_row: torch.Tensor | Sequence[float], dtype: str) -> flo
     """
     if dtype not in TIE_RELATIVE:
         raise ValueError(f"no tie tolerance for dtype '{dtype}': choose one of {', '.join(TIE_RELATIVE)}")
-    scale = float(torch.as_tensor(logits_row, dtype=torch.float64).abs().max())
+    values = torch.as_tensor(logits_row, dtype=torch.float64)
+    finite = values[torch.isfinite(values)]  # a strategy's scores are -inf outside its plausible set
+    scale = float(finite.abs().max()) if finite.numel() else 0.0
     return TIE_RELATIVE[dtype] * max(1.0, scale)
 
 

@@ -13,6 +13,7 @@ started with (the first run's learning is what carries on to the next turn).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -32,6 +33,7 @@ from decodekit.methods import MethodSpec, parse_method
 from decodekit.models.hf import DTYPES
 from decodekit.prompts import check_prompt_ids, conversation_ids
 from decodekit.sampling import SamplingConfig
+from decodekit.strategies import STRATEGIES, Strategy, make_strategy
 from decodekit.types import Draft
 
 REFERENCE = "ar"
@@ -47,6 +49,9 @@ class BenchSettings:
     repeats: int = 1
     seed: int = 0
     draft: str | None = None  # the draft model of methods that take one (and of hf-assisted)
+    # Every decodekit row decodes with this strategy (strategies/), its drafters speeding it up:
+    # "ar" is then the strategy without a drafter, the reference the others must equal.
+    strategy: MethodSpec | None = None
 
     def __post_init__(self):
         self.methods = [replace(spec, options=fill_draft(spec.name, spec.options, self.draft)) for spec in self.methods]
@@ -75,9 +80,21 @@ class BenchSettings:
             raise DecodekitError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
         if self.repeats < 1:
             raise DecodekitError(f"repeats must be >= 1, got {self.repeats}")
+        if self.strategy is not None:
+            self._check_strategy(self.strategy)
         if REFERENCE not in labels:
             # Speedups and the losslessness check are relative to decodekit's own AR.
             self.methods.insert(0, parse_method(REFERENCE))
+
+    def _check_strategy(self, strategy: MethodSpec) -> None:
+        if strategy.name not in STRATEGIES:
+            raise DecodekitError(f"unknown strategy '{strategy.name}': choose one of {', '.join(STRATEGIES)}")
+        make_strategy(strategy.name, **strategy.options)
+        others = [spec.label for spec in self.methods
+                  if spec.name in BASELINES or spec.name in LOSSY or is_other_dtype_ar(spec)]
+        if others:
+            raise DecodekitError(f"with --strategy every row decodes with {strategy.name}: baselines, lossy methods "
+                                 f"and ar@DTYPE rows cannot ({', '.join(others)})")
 
     def check_backend(self, kind: str) -> None:
         """Baselines and ar@DTYPE rows that the chosen backend cannot run fail before loading."""
@@ -140,13 +157,16 @@ class MethodRunner:
 
 
 def decodekit_runner(backend: Backend, spec: MethodSpec, settings: BenchSettings) -> MethodRunner:
-    decoder = Decoder(backend, spec.name, **spec.options)
+    if settings.strategy is not None:
+        drafter = None if spec.name == REFERENCE else spec_text(spec)
+        decoder = Decoder(backend, settings.strategy.name, drafter=drafter, **settings.strategy.options)
+    else:
+        decoder = Decoder(backend, spec.name, **spec.options)
     sampling = settings.sampling
 
     def run(prompt_ids: list[int]) -> TurnResult:
         result = decoder.generate(prompt_ids=prompt_ids, max_new_tokens=settings.max_new_tokens,
-                                  temperature=sampling.temperature, top_k=sampling.top_k, top_p=sampling.top_p,
-                                  min_p=sampling.min_p, typical_p=sampling.typical_p, seed=settings.seed)
+                                  seed=settings.seed, **dataclasses.asdict(sampling))
         stats = result.stats
         return TurnResult(prompt_tokens=len(prompt_ids), new_tokens=stats.new_tokens, wall_s=stats.wall_s,
                           token_ids=result.token_ids, text=result.text, steps=stats.steps,
@@ -155,6 +175,12 @@ def decodekit_runner(backend: Backend, spec: MethodSpec, settings: BenchSettings
                           forward_s=stats.forward_s, other_s=stats.other_s)
 
     return MethodRunner(run, decoder)
+
+
+def spec_text(spec: MethodSpec) -> str:
+    """The spec as a method string, with the options filled in since it was written."""
+    options = ",".join(f"{key}={value}" for key, value in spec.options.items())
+    return f"{spec.name}[{options}]" if options else spec.name
 
 
 def build_runners(backend: Backend, settings: BenchSettings, draft: Backend | None,
@@ -203,13 +229,20 @@ def run_question(question: Question, spec: MethodSpec, runner: MethodRunner, bac
     return record, prompts
 
 
-def ar_judge(backend: Backend, ar_record: QuestionRecord, ar_prompts: list[list[int]]) -> Judge:
+def ar_judge(backend: Backend, ar_record: QuestionRecord, ar_prompts: list[list[int]],
+             strategy: Strategy | None = None) -> Judge:
     """At a divergence: AR's logit gap between its token and the method's, and the tie
-    tolerance there, from one forward over AR's own context."""
+    tolerance there, from one forward over AR's own context (through the strategy, if any: its
+    scores are what AR decoded from)."""
 
     def judge(turn: int, position: int, ar_token: int, method_token: int) -> tuple[float, float]:
         context = ar_prompts[turn] + ar_record.turns[turn].token_ids[:position]
-        logits = backend.forward(context, Draft.empty(), backend.new_cache())[0]  # [vocab]
+        if strategy is None:
+            logits = backend.forward(context, Draft.empty(), backend.new_cache())[0]  # [vocab]
+        else:
+            strategy.start(context, SamplingConfig())
+            raw = strategy.forward(backend, context, Draft.empty(), backend.new_cache())
+            logits = strategy.reshape(context, Draft.empty(), raw)[0]
         return logit_gap(logits, ar_token, method_token), tie_tolerance(logits, backend.dtype_name)
 
     return judge
@@ -270,6 +303,8 @@ def run_bench(backend: Backend, questions: list[Question], settings: BenchSettin
                 continue
             # Exactness is judged against AR in the same dtype: another dtype is other numerics.
             if not is_ar(spec.name) and settings.sampling.greedy:
-                check_record(ar_record, record, ar_judge(backend, ar_record, ar_prompts))
+                ar_decoder = runners[REFERENCE].decoder
+                strategy = ar_decoder.strategy if settings.strategy is not None and ar_decoder else None
+                check_record(ar_record, record, ar_judge(backend, ar_record, ar_prompts, strategy))
             records.append(record)
     return records

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from decodekit.cli.bench import bench
+from decodekit.cli.bench_quality import bench_quality
 from decodekit.cli.bench_structured import bench_structured
 from decodekit.cli.errors import OneLineUsageErrors
 from decodekit.cli.generate import generate
@@ -16,6 +17,7 @@ app = typer.Typer(cls=OneLineUsageErrors, help="decodekit: decode language model
 app.command()(generate)
 app.command()(bench)
 app.command()(bench_structured)
+app.command()(bench_quality)
 app.add_typer(models_app, name="models")
 app.add_typer(train_app, name="train")
 

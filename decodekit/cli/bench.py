@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import shlex
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import typer
 from rich.console import Console
 
 from decodekit.cli.errors import exit_on_user_error
-from decodekit.cli.options import BACKEND, DTYPE, QUANT, THREADS
+from decodekit.cli.options import AMATEUR, BACKEND, DTYPE, QUANT, THREADS, strategy_options
 from decodekit.cli.reports import clear_old_report, progress_bar
 from decodekit.errors import DecodekitError
 from decodekit.models.zoo import DEFAULT_MODEL
@@ -37,6 +38,10 @@ def bench(
                                          "the median counts."),
     draft: str | None = typer.Option(None, help="Draft model for draft-model, spectr, rsd, pearl and hf-assisted: a "
                                                  "smaller model with the target's tokenizer."),
+    strategy: str | None = typer.Option(None, help="Decode every row with this strategy (dola, contrastive-decoding, "
+                                                   "mirostat, lol, uscd; options in brackets): 'ar' is then the "
+                                                   "strategy alone, and the methods are its drafters."),
+    amateur: str | None = AMATEUR,
     backend_kind: str = BACKEND,
     dtype: str = DTYPE,
     quant: str | None = QUANT,
@@ -50,7 +55,7 @@ def bench(
     from decodekit.bench.report import print_terminal, write_report
     from decodekit.bench.runner import BenchSettings, run_bench
     from decodekit.machine import machine_info, peak_rss_mb
-    from decodekit.methods import split_methods
+    from decodekit.methods import parse_method, split_methods
     from decodekit.models.backends import check_backend, load_model, shared_model
     from decodekit.sampling import SamplingConfig
 
@@ -61,10 +66,18 @@ def bench(
         if per_category is not None and per_category < 1:
             raise DecodekitError(f"--per-category must be >= 1, got {per_category}")
         check_backend(backend_kind, dtype, quant)
-        methods = methods if methods is not None else DEFAULT_METHODS[backend_kind]
+        methods = methods if methods is not None else ("ar,prompt-lookup,token-recycling" if strategy
+                                                       else DEFAULT_METHODS[backend_kind])
+        strategy_spec = None
+        if strategy:
+            strategy_spec = parse_method(strategy)
+            strategy_spec = replace(strategy_spec, options=strategy_options(strategy_spec.name, strategy_spec.options,
+                                                                            amateur))
+        elif amateur:
+            raise DecodekitError("--amateur goes with --strategy contrastive-decoding or lol")
         settings = BenchSettings.parse(split_methods(methods), max_new_tokens=max_new_tokens,
                                        sampling=SamplingConfig(temperature=temperature), repeats=repeats,
-                                       draft=draft)
+                                       draft=draft, strategy=strategy_spec)
         settings.check_backend(backend_kind)
         if any(spec.name == "hf-assisted" for spec in settings.methods) and not draft:
             raise DecodekitError("hf-assisted needs a draft model: pass --draft NAME")
@@ -91,6 +104,8 @@ def bench(
         machine["backend"] = backend.identity
         machine["peak_rss_mb"] = round(peak_rss_mb())
         machine["model"] = model
+        if strategy_spec is not None:
+            machine["strategy"] = strategy
         summary = summarize(records)
         write_report(out, records, summary, machine, command)
         print_terminal(summary, stderr)

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 
 from decodekit.cli.errors import exit_on_user_error
-from decodekit.cli.options import BACKEND, DTYPE, QUANT, THREADS
+from decodekit.cli.options import AMATEUR, BACKEND, DTYPE, QUANT, THREADS, strategy_options
 from decodekit.drafters import METHODS, check_method, fill_draft, takes_draft
 from decodekit.errors import DecodekitError
 from decodekit.grammar import gbnf, grammar_text
@@ -19,21 +19,34 @@ from decodekit.models.backends import check_backend
 from decodekit.models.zoo import DEFAULT_MODEL
 from decodekit.prompts import check_text
 from decodekit.settings import GenerateOptions, GenerationSettings
+from decodekit.strategies import STRATEGIES, make_strategy
 
 stderr = Console(stderr=True)
+
+SUGGESTED_CUTOFF = 3e-4  # Hewitt et al.'s suggested epsilon; transformers' docs suggest 3e-4 to 2e-3 for eta
 
 
 def generate(
     prompt: str = typer.Argument(..., help="The prompt, or '-' to read it from stdin."),
     model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Zoo name, local folder, .gguf file or hub id."),
     method: str = typer.Option("prompt-lookup", help=f"Decoding method: {', '.join(METHODS)}, a+b (merged), or auto; "
-                                                     "options in brackets, e.g. 'prompt-lookup[max_draft=8]'."),
+                                                     f"or a strategy that reshapes the distribution: "
+                                                     f"{', '.join(STRATEGIES)}. Options in brackets, e.g. "
+                                                     "'prompt-lookup[max_draft=8]', 'dola[dola_layers=low]'."),
+    drafter: str | None = typer.Option(None, help="With a strategy method: the drafting method that speeds it up "
+                                                  "without changing its output, e.g. prompt-lookup."),
+    amateur: str | None = AMATEUR,
     max_new_tokens: int = typer.Option(256, "--max-new-tokens", "-n", help="Most tokens to generate."),
     temperature: float = typer.Option(0.0, help="0 = greedy."),
     top_k: int = typer.Option(0, help="Keep the k most likely tokens (0 = off)."),
     top_p: float = typer.Option(1.0, help="Nucleus sampling mass, in (0, 1]."),
     min_p: float = typer.Option(0.0, help="Drop tokens below min_p x the top probability."),
     typical_p: float = typer.Option(1.0, help="Locally typical sampling mass, in (0, 1]."),
+    sampler: str | None = typer.Option(None, help="eta or epsilon: truncation sampling (Hewitt et al.) with its "
+                                                  f"suggested cutoff {SUGGESTED_CUTOFF:g}; needs --temperature."),
+    epsilon_cutoff: float = typer.Option(0.0, help="Epsilon sampling: drop tokens below this probability (0 = off)."),
+    eta_cutoff: float = typer.Option(0.0, help="Eta sampling: drop tokens below min(eta, sqrt(eta) exp(-entropy)) "
+                                               "(0 = off)."),
     seed: int | None = typer.Option(None, help="Seed for sampling (reproducible output)."),
     stop: list[str] = typer.Option([], "--stop", help="Stop when this text appears (repeatable)."),
     system: str | None = typer.Option(None, help="System message for chat models."),
@@ -60,20 +73,32 @@ def generate(
     with exit_on_user_error():
         text = check_text(_read_stdin() if prompt == "-" else prompt, "the prompt")
         spec = parse_method(method)
-        if draft and not takes_draft(spec.name):
+        drafter_name = parse_method(drafter).name if drafter else ""
+        if draft and not (takes_draft(spec.name) or takes_draft(drafter_name)):
             raise DecodekitError(f"--draft is for methods that draft with a second model "
                                  f"({', '.join(m for m in METHODS if takes_draft(m))}), not '{spec.name}'")
-        method_options = fill_draft(spec.name, spec.options, draft)
-        check_method(spec.name, method_options)
+        if spec.name in STRATEGIES:
+            method_options = strategy_options(spec.name, spec.options, amateur)
+            make_strategy(spec.name, **method_options)
+            if drafter and draft and takes_draft(drafter_name) and "draft=" not in drafter:
+                drafter = f"{drafter[:-1]},draft={draft}]" if drafter.endswith("]") else f"{drafter}[draft={draft}]"
+        else:
+            if drafter or amateur:
+                raise DecodekitError(f"--{'drafter' if drafter else 'amateur'} goes with a strategy method "
+                                     f"({', '.join(STRATEGIES)}), not '{spec.name}'")
+            method_options = fill_draft(spec.name, spec.options, draft)
+            check_method(spec.name, method_options)
+        epsilon_cutoff, eta_cutoff = _cutoffs(sampler, epsilon_cutoff, eta_cutoff, temperature)
         options: GenerateOptions = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                       min_p=min_p, typical_p=typical_p, seed=seed, stop=stop, heal=heal,
-                       **_constraint_options(json_schema, json_lenient, regex, grammar))
+                       min_p=min_p, typical_p=typical_p, epsilon_cutoff=epsilon_cutoff, eta_cutoff=eta_cutoff,
+                       seed=seed, stop=stop, heal=heal, **_constraint_options(json_schema, json_lenient, regex, grammar))
         GenerationSettings.from_options(options)  # bad settings fail before the model loads
         check_backend(backend, dtype, quant, device)
         loading = f"{model} on llama.cpp ({quant or 'its own weight type'})" if backend == "llama.cpp" else f"{model} ({dtype})"
         with stderr.status(f"loading {loading}" + (", measuring methods on this prompt" if method == "auto" else "")):
             decoder = Decoder(model, spec.name, backend=backend, dtype=dtype, quant=quant, threads=threads,
-                              device=device, sample=[text] if spec.name == "auto" else None, **method_options)
+                              device=device, sample=[text] if spec.name == "auto" else None, drafter=drafter,
+                              **method_options)
         if decoder.auto_choice:
             stderr.print(f"[dim]{decoder.auto_choice.describe()}[/dim]", highlight=False)
         ids = decoder.prompt_ids(text) if raw else decoder.user_prompt_ids(text, system)
@@ -90,6 +115,22 @@ def generate(
             sys.stdout.flush()
         sys.stdout.write("\n")
         stderr.print(_summary(method, stats), highlight=False)
+
+
+def _cutoffs(sampler: str | None, epsilon: float, eta: float, temperature: float) -> tuple[float, float]:
+    """--sampler eta|epsilon as the cutoff it stands for; the cutoffs only mean something when sampling."""
+    if sampler is not None:
+        if sampler not in ("eta", "epsilon"):
+            raise DecodekitError(f"--sampler must be eta or epsilon, got {sampler!r}")
+        if (epsilon if sampler == "eta" else eta):
+            raise DecodekitError(f"--sampler {sampler} goes with --{sampler}-cutoff only")
+        if sampler == "eta":
+            eta = eta or SUGGESTED_CUTOFF
+        else:
+            epsilon = epsilon or SUGGESTED_CUTOFF
+    if (epsilon or eta) and temperature == 0:
+        raise DecodekitError("eta and epsilon sampling sample: pass --temperature (1.0 is the usual choice)")
+    return epsilon, eta
 
 
 def _constraint_options(json_schema: Path | None, lenient: bool, regex: str | None, grammar: Path | None) -> dict:
