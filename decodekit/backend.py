@@ -83,3 +83,7 @@ class Backend(Protocol):
 
     # Optional: grammars (constraints/) need `grammar_tokenizer() -> llguidance.LLTokenizer`,
     # the vocabulary as llguidance maps it; a backend without it gets a clear error there.
+    # Optional: strategies that contrast layers (DoLa, LOL) need `num_layers` and
+    # `forward_layers(pending, draft, cache, layers, norm) -> (logits, {layer: logits})`, the
+    # same rows read at lower layers through the LM head (models/hf/backend.py); a backend
+    # without them is refused by the strategy with a message naming the backend.
