@@ -46,19 +46,7 @@ class ContrastiveDecoding(Strategy):
 
     def attach(self, backend: Backend, amateur: Backend | None = None) -> None:
         """Load the amateur (by name, on the expert's kind of backend) unless one is given."""
-        from decodekit.drafters.second_model import check_same_tokenizer
-        from decodekit.models.backends import shared_model
-
-        if amateur is None:
-            if not self.amateur_name:
-                raise DecodekitError("contrastive-decoding needs amateur=, a smaller model with the expert's "
-                                     "tokenizer (e.g. qwen2.5-coder-0.5b for qwen2.5-coder-1.5b)")
-            amateur = shared_model(self.amateur_name, backend)
-        check_same_tokenizer(backend, amateur, self.amateur_name or amateur.name)
-        if amateur.vocab_size < backend.vocab_size:
-            raise DecodekitError(f"amateur '{amateur.name}' has {amateur.vocab_size} tokens, fewer than the "
-                                 f"expert's {backend.vocab_size}: they do not share a vocabulary")
-        self.amateur = Shadow(amateur)
+        self.amateur = Shadow(load_amateur(self.name, self.amateur_name, backend, amateur))
 
     def start(self, prompt_ids: list[int], sampling: SamplingConfig) -> None:
         assert self.amateur is not None, "attach() first"
@@ -79,6 +67,24 @@ class ContrastiveDecoding(Strategy):
 
     def describe(self) -> str:
         return f"{self.name} (amateur {self.amateur_name}, alpha {self.alpha:g})"
+
+
+def load_amateur(method: str, name: str, expert: Backend, amateur: Backend | None) -> Backend:
+    """The amateur of a contrast: `amateur` if given, else `name` loaded on the expert's kind of
+    backend; refused unless it speaks the expert's tokenizer."""
+    from decodekit.drafters.second_model import check_same_tokenizer
+    from decodekit.models.backends import shared_model
+
+    if amateur is None:
+        if not name:
+            raise DecodekitError(f"{method} needs amateur=, a smaller model with the expert's tokenizer "
+                                 "(e.g. qwen2.5-coder-0.5b for qwen2.5-coder-1.5b)")
+        amateur = shared_model(name, expert)
+    check_same_tokenizer(expert, amateur, name or amateur.name)
+    if amateur.vocab_size < expert.vocab_size:
+        raise DecodekitError(f"amateur '{amateur.name}' has {amateur.vocab_size} tokens, fewer than the "
+                             f"expert's {expert.vocab_size}: they do not share a vocabulary")
+    return amateur
 
 
 def contrast(expert: torch.Tensor, amateur: torch.Tensor, alpha: float, amateur_temperature: float = 1.0) -> torch.Tensor:

@@ -30,7 +30,7 @@ import torch
 from decodekit.errors import DecodekitError
 from decodekit.sampling import SamplingConfig
 from decodekit.strategies.base import Strategy
-from decodekit.strategies.contrastive import check_unit
+from decodekit.strategies.contrastive import check_unit, load_amateur
 from decodekit.strategies.shadow import Shadow
 from decodekit.types import Draft, VerifyResult
 
@@ -55,19 +55,11 @@ class Lol(Strategy):
         self._expert_lower = self._amateur_final = self._amateur_lower = torch.empty(0)
 
     def attach(self, backend: Backend, amateur: Backend | None = None) -> None:
-        from decodekit.drafters.second_model import check_same_tokenizer
-        from decodekit.models.backends import shared_model
-
-        if amateur is None:
-            if not self.amateur_name:
-                raise DecodekitError("lol needs amateur=, a second model with the expert's tokenizer to contrast "
-                                     "with (e.g. qwen2.5-coder-0.5b for qwen2.5-coder-1.5b)")
-            amateur = shared_model(self.amateur_name, backend)
+        amateur = load_amateur(self.name, self.amateur_name, backend, amateur)
         for model in (backend, amateur):
             if not hasattr(model, "forward_layers"):
                 raise DecodekitError(f"lol reads lower layers, which the {model.kind} backend does not expose: "
                                      "use the transformers backend (backend='hf')")
-        check_same_tokenizer(backend, amateur, self.amateur_name or amateur.name)
         expert_layers: int = backend.num_layers  # type: ignore[attr-defined]
         amateur_layers: int = amateur.num_layers  # type: ignore[attr-defined]
         self.layer = expert_layers // 2 if self.layer_option == -1 else self.layer_option
