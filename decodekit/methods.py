@@ -72,3 +72,9 @@ def _value(text: str) -> bool | int | float | str:
         except ValueError:
             pass
     return text
+
+
+def spec_text(spec: MethodSpec) -> str:
+    """The spec as a method string, with the options filled in since it was written."""
+    options = ",".join(f"{key}={value}" for key, value in spec.options.items())
+    return f"{spec.name}[{options}]" if options else spec.name

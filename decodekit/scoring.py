@@ -103,3 +103,11 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
         n += 1
     return n
 
+
+def continuation_nll(backend: Backend, prompt_ids: list[int], ids: list[int]) -> float:
+    """−log p(ids | prompt_ids), summed, from one forward (the ids as a draft chain)."""
+    if not ids:
+        return 0.0
+    logits = backend.forward(prompt_ids, Draft(list(ids)), backend.new_cache())[:-1]  # row i predicts ids[i]
+    log_probs = torch.log_softmax(logits.float(), dim=-1)
+    return -float(log_probs[torch.arange(len(ids)), torch.tensor(ids)].sum())

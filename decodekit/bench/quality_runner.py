@@ -14,14 +14,12 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-import torch
-
 from decodekit.api import Decoder
 from decodekit.backend import Backend
 from decodekit.bench.dataset import Question
 from decodekit.bench.quality import QualityRow, distinct_n, is_correct, rep_n
 from decodekit.prompts import conversation_ids, user_turn
-from decodekit.types import Draft
+from decodekit.scoring import continuation_nll
 
 
 @dataclass
@@ -90,12 +88,7 @@ def score_perplexity(scorer: Backend, records: list[QualityRecord], on_progress:
         prompt_ids = conversation_ids(scorer, user_turn(record.prompt))
         text_ids = scorer.encode(record.text)[prefix_specials:]
         text_ids = text_ids[: max(0, scorer.context_length - len(prompt_ids) - 1)]
-        if text_ids:
-            logits = scorer.forward(prompt_ids, Draft(text_ids), scorer.new_cache())[:-1]
-            log_probs = torch.log_softmax(logits.float(), -1)
-            record.nll = -float(log_probs[torch.arange(len(text_ids)), torch.tensor(text_ids)].sum())
-        else:
-            record.nll = 0.0
+        record.nll = continuation_nll(scorer, prompt_ids, text_ids)
         record.scored_tokens = len(text_ids)
         on_progress()
 

@@ -18,8 +18,6 @@ import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-import torch
-
 from decodekit.api import Decoder
 from decodekit.backend import Backend
 from decodekit.bench.baselines import BASELINES, TurnRunner, baseline_backend, baseline_runner, check_baseline
@@ -29,11 +27,12 @@ from decodekit.bench.metrics import is_ar
 from decodekit.bench.records import QuestionRecord, TurnResult
 from decodekit.drafters import LOSSY, METHODS, check_method, fill_draft
 from decodekit.errors import DecodekitError
-from decodekit.methods import MethodSpec, parse_method
+from decodekit.methods import MethodSpec, parse_method, spec_text
 from decodekit.models.hf import DTYPES
 from decodekit.prompts import check_prompt_ids, conversation_ids
 from decodekit.sampling import SamplingConfig
-from decodekit.strategies import STRATEGIES, Strategy, make_strategy
+from decodekit.scoring import continuation_nll
+from decodekit.strategies import Strategy, make_strategy
 from decodekit.types import Draft
 
 REFERENCE = "ar"
@@ -87,9 +86,7 @@ class BenchSettings:
             self.methods.insert(0, parse_method(REFERENCE))
 
     def _check_strategy(self, strategy: MethodSpec) -> None:
-        if strategy.name not in STRATEGIES:
-            raise DecodekitError(f"unknown strategy '{strategy.name}': choose one of {', '.join(STRATEGIES)}")
-        make_strategy(strategy.name, **strategy.options)
+        make_strategy(strategy.name, **strategy.options)  # names an unknown strategy or a bad option
         others = [spec.label for spec in self.methods
                   if spec.name in BASELINES or spec.name in LOSSY or is_other_dtype_ar(spec)]
         if others:
@@ -177,12 +174,6 @@ def decodekit_runner(backend: Backend, spec: MethodSpec, settings: BenchSettings
     return MethodRunner(run, decoder)
 
 
-def spec_text(spec: MethodSpec) -> str:
-    """The spec as a method string, with the options filled in since it was written."""
-    options = ",".join(f"{key}={value}" for key, value in spec.options.items())
-    return f"{spec.name}[{options}]" if options else spec.name
-
-
 def build_runners(backend: Backend, settings: BenchSettings, draft: Backend | None,
                   other_dtypes: dict[str, Backend] | None = None) -> dict[str, MethodRunner]:
     runners = {}
@@ -251,12 +242,7 @@ def ar_judge(backend: Backend, ar_record: QuestionRecord, ar_prompts: list[list[
 def score_turns(backend: Backend, record: QuestionRecord, prompts: list[list[int]]) -> None:
     """Each turn's negative log-likelihood under the full model (one forward per turn)."""
     for turn, prompt in zip(record.turns, prompts):
-        if not turn.token_ids:
-            turn.nll = 0.0
-            continue
-        logits = backend.forward(prompt, Draft(list(turn.token_ids)), backend.new_cache())[:-1]  # predicts each token
-        log_probs = torch.log_softmax(logits.float(), dim=-1)
-        turn.nll = -float(log_probs[torch.arange(len(turn.token_ids)), torch.tensor(turn.token_ids)].sum())
+        turn.nll = continuation_nll(backend, prompt, turn.token_ids)
 
 
 def count_agreement(ar: QuestionRecord, lossy: QuestionRecord) -> None:

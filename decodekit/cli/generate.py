@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import typer
@@ -14,7 +15,7 @@ from decodekit.cli.options import AMATEUR, BACKEND, DTYPE, QUANT, THREADS, strat
 from decodekit.drafters import METHODS, check_method, fill_draft, takes_draft
 from decodekit.errors import DecodekitError
 from decodekit.grammar import gbnf, grammar_text
-from decodekit.methods import parse_method
+from decodekit.methods import parse_method, spec_text
 from decodekit.models.backends import check_backend
 from decodekit.models.zoo import DEFAULT_MODEL
 from decodekit.prompts import check_text
@@ -80,8 +81,10 @@ def generate(
         if spec.name in STRATEGIES:
             method_options = strategy_options(spec.name, spec.options, amateur)
             make_strategy(spec.name, **method_options)
-            if drafter and draft and takes_draft(drafter_name) and "draft=" not in drafter:
-                drafter = f"{drafter[:-1]},draft={draft}]" if drafter.endswith("]") else f"{drafter}[draft={draft}]"
+            if drafter:
+                drafter_spec = parse_method(drafter)
+                drafter = spec_text(replace(drafter_spec, options=fill_draft(drafter_spec.name, drafter_spec.options,
+                                                                             draft)))
         else:
             if drafter or amateur:
                 raise DecodekitError(f"--{'drafter' if drafter else 'amateur'} goes with a strategy method "

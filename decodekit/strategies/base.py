@@ -38,9 +38,6 @@ class Strategy:
     """The plain model: logits pass through unchanged. Subclasses override what they need."""
 
     name = "plain"
-    # Whether drafts are allowed: a strategy that cannot keep its rows exact along a draft
-    # path says so here, and Decoder refuses a drafter with it.
-    drafts_exact = True
 
     def attach(self, backend: Backend) -> None:
         """Check that the strategy fits this model and load what it needs (an amateur model
