@@ -108,6 +108,40 @@ def test_contrastive_decoding_scores_by_hand():
     assert sharp[1].item() == pytest.approx(math.log(0.3) - math.log(float(amateur_sharp[1])), abs=1e-6)
 
 
+def _scores_for_judging(strategy, rows: torch.Tensor):
+    """tie_scores on hand-made rows; each model's tolerance is 0.01 x its largest |logit|."""
+    return strategy.tie_scores([1], rows, lambda row: 0.01 * float(row[torch.isfinite(row)].abs().max()))
+
+
+def test_contrastive_decoding_judges_ties_on_both_models_and_the_cut():
+    strategy = ContrastiveDecoding()
+    expert_logits = torch.tensor([[0.0, -0.7, math.log(0.1) - 0.005, -9.0]])  # token 2 sits just below the cut
+    strategy._amateur_logits = torch.tensor([[0.0, -2.0, -5.0, 1.0]])
+    scores, tolerance = _scores_for_judging(strategy, expert_logits)
+    assert tolerance == pytest.approx(0.01 * 9.0 + 0.01 * 5.0)  # the expert's plus the amateur's
+    assert math.isfinite(scores[2]), "a token within the expert's tolerance of the cut may be plausible"
+    assert scores[3].item() == -math.inf, "a token far below the cut is not"
+    exact = contrast(expert_logits, strategy._amateur_logits, 0.1)[0]
+    assert exact[2].item() == -math.inf and torch.equal(scores[:2], exact[:2])
+
+
+def test_lol_judges_ties_on_all_four_rows():
+    strategy = Lol(fusion_weight=0.5)
+    final = torch.tensor([[0.0, -1.0, -20.0]])
+    strategy._amateur_final = torch.tensor([[0.0, -2.0, -4.0]])
+    strategy._expert_lower, strategy._amateur_lower = torch.tensor([[3.0, 0.0, 0.0]]), torch.tensor([[0.0, 6.0, 0.0]])
+    scores, tolerance = _scores_for_judging(strategy, final)
+    assert tolerance == pytest.approx(0.01 * (20 + 4) + 0.5 * 0.01 * (3 + 6))
+    assert torch.equal(scores[:2], strategy.reshape([1], Draft.empty(), final)[0][:2])
+
+
+def test_a_strategy_without_its_own_rule_judges_on_its_scores():
+    strategy = Mirostat()
+    rows = torch.tensor([[4.0, -2.0, 1.0]])
+    scores, tolerance = _scores_for_judging(strategy, rows)
+    assert torch.equal(scores, strategy.reshape([1], Draft.empty(), rows)[0]) and tolerance == pytest.approx(0.04)
+
+
 def _direct_contrastive_decoding(expert_model, amateur_model, prompt, steps, alpha=0.1):
     """Contrastive decoding written out: full forwards of both models, no cache, no drafts."""
     ids = list(prompt)

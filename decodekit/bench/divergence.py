@@ -6,6 +6,11 @@ method's token (nearly) tie. So at the first divergent position AR's logits are 
 the gap between AR's token and the *method's* token is compared with a tolerance set by the
 dtype, relative to the logit scale there (`tie_tolerance`). A gap above it — or a divergence
 with no token to compare (one side ended early, or lacks a turn) — is flagged as a bug.
+
+Under a strategy (`bench --strategy`) the gap is taken on the strategy's scores and the
+strategy sets the tolerance from its inputs (Strategy.tie_scores): contrastive decoding's gap
+moves by the expert's and the amateur's tolerances together, and a token at the edge of its
+plausibility cut may fall on either side.
 """
 
 from __future__ import annotations

@@ -230,11 +230,11 @@ def ar_judge(backend: Backend, ar_record: QuestionRecord, ar_prompts: list[list[
         context = ar_prompts[turn] + ar_record.turns[turn].token_ids[:position]
         if strategy is None:
             logits = backend.forward(context, Draft.empty(), backend.new_cache())[0]  # [vocab]
-        else:
-            strategy.start(context, SamplingConfig())
-            raw = strategy.forward(backend, context, Draft.empty(), backend.new_cache())
-            logits = strategy.reshape(context, Draft.empty(), raw)[0]
-        return logit_gap(logits, ar_token, method_token), tie_tolerance(logits, backend.dtype_name)
+            return logit_gap(logits, ar_token, method_token), tie_tolerance(logits, backend.dtype_name)
+        strategy.start(context, SamplingConfig())
+        raw = strategy.forward(backend, context, Draft.empty(), backend.new_cache())
+        scores, tolerance = strategy.tie_scores(context, raw, lambda row: tie_tolerance(row, backend.dtype_name))
+        return logit_gap(scores, ar_token, method_token), tolerance
 
     return judge
 

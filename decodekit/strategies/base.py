@@ -22,6 +22,7 @@ tokens the grammar allows, and can never leave a row with nothing to pick.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch
@@ -61,6 +62,19 @@ class Strategy:
 
     def describe(self) -> str:
         return self.name
+
+    def tie_scores(self, history: list[int], logits: torch.Tensor,
+                   tolerance_of: Callable[[torch.Tensor], float]) -> tuple[torch.Tensor, float]:
+        """For judging a divergence from this strategy's own output (bench, tests), after
+        `forward` on `history` alone: row 0's scores [vocab], and how far a gap between two of
+        them can move when a model's logits round differently. `tolerance_of(row)`: that bound
+        for one model's raw logit row (bench/divergence.py: tie_tolerance).
+
+        The default bounds the gap by the reshaped scores' own scale; a strategy that combines
+        several models' logits (or cuts by them) overrides this: its gap moves by the sum of
+        theirs, and a token at the edge of its cut may fall on either side."""
+        scores = self.reshape(history, Draft.empty(), logits)[0]
+        return scores, tolerance_of(scores)
 
 
 def row_paths(draft: Draft) -> list[list[int]]:

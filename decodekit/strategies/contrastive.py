@@ -16,6 +16,7 @@ expert's, so the score is exact under any drafter.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch
@@ -67,6 +68,17 @@ class ContrastiveDecoding(Strategy):
 
     def describe(self) -> str:
         return f"{self.name} (amateur {self.amateur_name}, alpha {self.alpha:g})"
+
+    def tie_scores(self, history: list[int], logits: torch.Tensor,
+                   tolerance_of: Callable[[torch.Tensor], float]) -> tuple[torch.Tensor, float]:
+        """A score gap is the expert's logit gap minus the amateur's (divided by its
+        temperature): it moves by the sum of their tolerances. The cut compares the expert's
+        logit gap to the top with -log α, so a token within the expert's tolerance of it counts
+        as plausible."""
+        expert, amateur = logits[0], self._amateur_logits[0, : logits.shape[-1]].to(logits.device)
+        slack = tolerance_of(expert)
+        scores = contrast(expert, amateur, self.alpha * math.exp(-slack), self.amateur_temperature)
+        return scores, slack + tolerance_of(amateur) / self.amateur_temperature
 
 
 def load_amateur(method: str, name: str, expert: Backend, amateur: Backend | None) -> Backend:

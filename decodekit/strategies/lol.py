@@ -23,6 +23,7 @@ under any drafter.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch
@@ -90,6 +91,19 @@ class Lol(Strategy):
     def commit(self, draft: Draft, result: VerifyResult) -> None:
         assert self.amateur is not None
         self.amateur.commit(draft, result)
+
+    def tie_scores(self, history: list[int], logits: torch.Tensor,
+                   tolerance_of: Callable[[torch.Tensor], float]) -> tuple[torch.Tensor, float]:
+        """As contrastive decoding's (strategies/contrastive.py), with the lower layers' gaps
+        added at ω times their tolerance."""
+        vocab = logits.shape[-1]
+        rows = [logits[0], self._amateur_final[0, :vocab], self._expert_lower[0], self._amateur_lower[0, :vocab]]
+        slack = tolerance_of(rows[0])
+        tolerance = slack + tolerance_of(rows[1]) + self.fusion_weight * (tolerance_of(rows[2]) + tolerance_of(rows[3]))
+        expert, amateur, expert_lower, amateur_lower = (row[None] for row in rows)
+        scores = fused_contrast(expert, amateur, expert_lower, amateur_lower, self.fusion_weight,
+                                self.alpha * math.exp(-slack))
+        return scores[0], tolerance
 
 
 def fused_contrast(expert: torch.Tensor, amateur: torch.Tensor, expert_lower: torch.Tensor,
