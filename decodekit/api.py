@@ -27,11 +27,13 @@ from decodekit.methods import MethodSpec, parse_method
 from decodekit.models.backends import check_backend, load_model
 from decodekit.models.zoo import DEFAULT_MODEL
 from decodekit.prompts import check_prompt_ids, check_text, conversation_ids, user_turn
+from decodekit.sampling import SamplingConfig
 from decodekit.scoring import CONTENT_FREE, ChoiceScores
 from decodekit.scoring import score_choices as _score_choices
+from decodekit.search import SEARCHES, make_search, run_search
 from decodekit.settings import GenerateOptions, GenerationSettings
 from decodekit.strategies import STRATEGIES, Strategy, make_strategy
-from decodekit.types import GenerationResult, GenerationStats, Step
+from decodekit.types import Candidate, GenerationResult, GenerationStats, Step, StopReason
 from decodekit.verify import SeededRandomness
 
 
@@ -70,9 +72,14 @@ class Decoder:
             raise DecodekitError(f"model must be a zoo name, a folder, a .gguf file, a hub id or a loaded backend, "
                                  f"got {type(model).__name__}")
         # A bad method, option or sample fails here, before a model is loaded for nothing.
-        strategy, drafter_spec = _strategy_and_drafter(method, method_options, drafter)
-        if strategy is None:
-            check_method(method, method_options)
+        searching = isinstance(method, str) and method in SEARCHES
+        if searching:
+            _check_search(method, method_options, drafter)
+            strategy, drafter_spec = None, MethodSpec("ar", "ar")
+        else:
+            strategy, drafter_spec = _strategy_and_drafter(method, method_options, drafter)
+            if strategy is None:
+                check_method(method, method_options)
         if isinstance(model, str):
             check_backend(backend, dtype, quant, device)
         if method == "auto" and not (isinstance(sample, (list, tuple)) and sample):
@@ -82,6 +89,8 @@ class Decoder:
         built: Drafter | None
         if strategy is not None:
             built = make_drafter(drafter_spec.name, **drafter_spec.options)
+        elif searching:
+            built = NoDrafter()
         else:
             built = None if method == "auto" else NoDrafter() if lossy else make_drafter(method, **method_options)
         self.backend: Backend = (load_model(model, backend, dtype=dtype, quant=quant, threads=threads, device=device)
@@ -94,6 +103,11 @@ class Decoder:
         self.strategy.attach(self.backend)  # an amateur model loads, and a bad layer choice fails, here
         if built is not None:
             attach_target(built, self.backend)  # a draft model loads, and a bad pairing fails, here
+        # A search method (beam, ...) runs on the search loop instead (search/loop.py).
+        self.search_options: dict | None = method_options if searching else None
+        if searching and not hasattr(self.backend, "forward_rows"):
+            raise DecodekitError(f"{method} runs several hypotheses side by side, which the {self.backend.kind} "
+                                 "backend does not offer: use the transformers backend (backend='hf')")
         self.method = method
         self.auto_choice: AutoChoice | None = None
         if built is None:
@@ -137,6 +151,13 @@ class Decoder:
                 token_ids: list[int], constraint: Constraint | None = None) -> Iterator[Chunk]:
         """`constraint`: one to decode with instead of a fresh one for `settings.grammar`
         (sample_constrained passes its AlignedConstraint)."""
+        if self.search_options is not None:  # a search knows its best output only at the end
+            result = self._search(ids, settings)
+            token_ids.extend(result.token_ids)
+            for name, value in vars(result.stats).items():
+                setattr(stats, name, value)
+            yield Chunk(result.text, Step(result.token_ids, 0, 0, 0.0, result.stats.forward_s, 0.0))
+            return
         healed = PrefixStripper("")
         if settings.heal:
             healed_ids, constraint, healed = self._healed(ids, settings.grammar)
@@ -214,16 +235,51 @@ class Decoder:
         """Run to the end; returns the text, the generated ids and the stats."""
         settings = GenerationSettings.from_options(options)
         ids = self._resolve_ids(prompt, messages, prompt_ids)
+        if self.search_options is not None:
+            return self._search(ids, settings)
         stats, token_ids = GenerationStats(), list[int]()
         text = "".join(chunk.text for chunk in self._chunks(ids, settings, stats, token_ids))
         return GenerationResult(text=text, token_ids=token_ids, prompt_ids=ids, stats=stats)
 
 
+    def _search(self, ids: list[int], settings: GenerationSettings) -> GenerationResult:
+        """A search method's run: its n-best as candidates, the best one as the text."""
+        unused = [name for name, used in (("sampling settings", settings.sampling != SamplingConfig()),
+                                          ("seed", settings.seed is not None), ("stop strings", bool(settings.stop)),
+                                          ("a grammar", settings.grammar is not None), ("heal", settings.heal)) if used]
+        if unused:
+            raise DecodekitError(f"{self.method} is a deterministic search over the model's own scores: it takes "
+                                 f"max_new_tokens, not {', '.join(unused)}")
+        search = make_search(self.method, **(self.search_options or {}))
+        result = run_search(self.backend, ids, search, settings.max_new_tokens)
+        candidates = [Candidate(self.backend.decode(h.token_ids), h.token_ids, h.score, h.log_prob)
+                      for h in result.hypotheses]
+        best = candidates[0]
+        stats = GenerationStats(prompt_tokens=len(ids), new_tokens=len(best.token_ids), steps=result.stats.steps,
+                                wall_s=result.stats.wall_s, forward_s=result.stats.forward_s,
+                                other_s=result.stats.wall_s - result.stats.forward_s,
+                                stop_reason=_stop_reason(best.token_ids, self.backend.eos_token_ids))
+        return GenerationResult(best.text, best.token_ids, ids, stats, candidates)
+
+
+def _stop_reason(token_ids: list[int], eos_ids: set[int]) -> StopReason:
+    return "eos" if token_ids and token_ids[-1] in eos_ids else "length"
+
+
 def check_decoding(method: str, options: dict, drafter: str | None = None) -> None:
     """What Decoder checks before it loads anything: the method, its options and the drafter."""
+    if isinstance(method, str) and method in SEARCHES:
+        _check_search(method, options, drafter)
+        return
     strategy, _ = _strategy_and_drafter(method, options, drafter)
     if strategy is None:
         check_method(method, options)
+
+
+def _check_search(method: str, options: dict, drafter: object) -> None:
+    if drafter is not None:
+        raise DecodekitError(f"{method} is a search over several hypotheses: it takes no drafter")
+    make_search(method, **options)
 
 
 def _strategy_and_drafter(method: object, options: dict, drafter: object) -> tuple[Strategy | None, MethodSpec]:
@@ -236,7 +292,8 @@ def _strategy_and_drafter(method: object, options: dict, drafter: object) -> tup
         if unknown and method != "auto" and method not in LOSSY:
             which = f"'{unknown[0]}' in '{method}'" if "+" in str(method) else f"'{method}'"
             raise DecodekitError(f"unknown method {which}: choose a drafting method ({', '.join([*METHODS, *LOSSY])}, "
-                                 f"a+b merged, auto) or a strategy ({', '.join(STRATEGIES)})")
+                                 f"a+b merged, auto), a strategy ({', '.join(STRATEGIES)}) or a search "
+                                 f"({', '.join(SEARCHES)})")
         return None, MethodSpec("ar", "ar")
     if drafter is not None and not isinstance(drafter, str):
         raise DecodekitError(f"drafter must be a drafting method such as 'prompt-lookup', got {drafter!r}")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import TypeVar
 
 from decodekit.errors import DecodekitError
 
@@ -31,3 +32,18 @@ def check_option_types(method: str, options: dict, factory: Callable) -> None:
             continue
         if not ok:
             raise DecodekitError(f"bad option for method '{method}': {name} must be {kind}, got {value!r}")
+
+
+T = TypeVar("T")
+
+
+def build_named(kind: str, registry: Mapping[str, Callable[..., T]], name: str, options: dict) -> T:
+    """registry[name](**options), with an unknown name, option or option type named as the
+    user's mistake (`kind`: "strategy", "search method", ...) before anything loads."""
+    if name not in registry:
+        raise DecodekitError(f"unknown {kind} '{name}': choose one of {', '.join(registry)}")
+    check_option_types(name, options, registry[name])
+    try:
+        return registry[name](**options)
+    except TypeError as error:
+        raise DecodekitError(f"bad option for method '{name}': {error}") from error

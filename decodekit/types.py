@@ -210,12 +210,23 @@ class GenerationStats:
         }
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """One of a search method's n-best outputs (beam search and its kin)."""
+
+    text: str
+    token_ids: list[int]  # generated tokens only, an end-of-sequence token included
+    score: float  # what the search ranked it by (beam search: log p / length ** length_penalty)
+    log_prob: float  # log p(token_ids | prompt) under the model
+
+
 @dataclass
 class GenerationResult:
     text: str
     token_ids: list[int]  # generated tokens only
     prompt_ids: list[int]
     stats: GenerationStats
+    candidates: list[Candidate] = field(default_factory=list)  # a search method's n-best, best first
 
     @property
     def completed(self) -> bool | None:

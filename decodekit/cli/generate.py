@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import typer
@@ -19,6 +19,7 @@ from decodekit.methods import parse_method, spec_text
 from decodekit.models.backends import check_backend
 from decodekit.models.zoo import DEFAULT_MODEL
 from decodekit.prompts import check_text
+from decodekit.search import SEARCHES, make_search
 from decodekit.settings import GenerateOptions, GenerationSettings
 from decodekit.strategies import STRATEGIES, make_strategy
 
@@ -32,8 +33,9 @@ def generate(
     model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Zoo name, local folder, .gguf file or hub id."),
     method: str = typer.Option("prompt-lookup", help=f"Decoding method: {', '.join(METHODS)}, a+b (merged), or auto; "
                                                      f"or a strategy that reshapes the distribution: "
-                                                     f"{', '.join(STRATEGIES)}. Options in brackets, e.g. "
-                                                     "'prompt-lookup[max_draft=8]', 'dola[dola_layers=low]'."),
+                                                     f"{', '.join(STRATEGIES)}; or a search: {', '.join(SEARCHES)}. "
+                                                     "Options in brackets, e.g. 'prompt-lookup[max_draft=8]', "
+                                                     "'dola[dola_layers=low]', 'beam[num_beams=4]'."),
     drafter: str | None = typer.Option(None, help="With a strategy method: the drafting method that speeds it up "
                                                   "without changing its output, e.g. prompt-lookup."),
     amateur: str | None = AMATEUR,
@@ -78,7 +80,14 @@ def generate(
         if draft and not (takes_draft(spec.name) or takes_draft(drafter_name)):
             raise DecodekitError(f"--draft is for methods that draft with a second model "
                                  f"({', '.join(m for m in METHODS if takes_draft(m))}), not '{spec.name}'")
-        if spec.name in STRATEGIES:
+        searching = spec.name in SEARCHES
+        if searching:
+            if drafter or amateur or draft:
+                raise DecodekitError(f"{spec.name} is a search over the model's own scores: it takes no --drafter, "
+                                     "--amateur or --draft")
+            method_options = spec.options
+            make_search(spec.name, **method_options)
+        elif spec.name in STRATEGIES:
             method_options = strategy_options(spec.name, spec.options, amateur)
             make_strategy(spec.name, **method_options)
             if drafter:
@@ -107,8 +116,16 @@ def generate(
         ids = decoder.prompt_ids(text) if raw else decoder.user_prompt_ids(text, system)
         if as_json:
             result = decoder.generate(prompt_ids=ids, **options)
+            candidates = {"candidates": [asdict(c) for c in result.candidates]} if searching else {}
             print(json.dumps({"model": model, "method": method, "text": result.text, "token_ids": result.token_ids,
-                              "completed": result.completed, "stats": result.stats.as_dict()}))
+                              "completed": result.completed, **candidates, "stats": result.stats.as_dict()}))
+            return
+        if searching:  # the n-best, best first; a search has no stream to show
+            result = decoder.generate(prompt_ids=ids, **options)
+            for rank, candidate in enumerate(result.candidates, 1):
+                heading = f"#{rank} (score {candidate.score:.4f}, log p {candidate.log_prob:.2f})"
+                print(f"{heading}\n{candidate.text}" if len(result.candidates) > 1 else candidate.text)
+            stderr.print(_summary(method, result.stats), highlight=False)
             return
         from decodekit.types import GenerationStats
 

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from decodekit.errors import DecodekitError
-from decodekit.options import check_option_types
+from decodekit.options import build_named
 from decodekit.strategies.base import Strategy
 from decodekit.strategies.contrastive import ContrastiveDecoding
 from decodekit.strategies.dola import DoLa
@@ -28,13 +27,7 @@ STRATEGIES: dict[str, Callable[..., Strategy]] = {
 
 def make_strategy(name: str, **options) -> Strategy:
     """A strategy by name, its options checked (names and value types) before anything loads."""
-    if name not in STRATEGIES:
-        raise DecodekitError(f"unknown strategy '{name}': choose one of {', '.join(STRATEGIES)}")
-    check_option_types(name, options, STRATEGIES[name])
-    try:
-        return STRATEGIES[name](**options)
-    except TypeError as error:
-        raise DecodekitError(f"bad option for method '{name}': {error}") from error
+    return build_named("strategy", STRATEGIES, name, options)
 
 
 __all__ = ["STRATEGIES", "ContrastiveDecoding", "DoLa", "Lol", "Mirostat", "Strategy", "Uscd", "make_strategy"]

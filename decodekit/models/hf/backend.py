@@ -100,6 +100,27 @@ class HFBackend:
         assert hidden is not None
         return logits, hidden[-1]
 
+    @torch.inference_mode()
+    def forward_rows(self, tokens: list[int], cache: KVCache,
+                     hidden: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Search (search/loop.py): one token for each row of a cache holding equally long
+        sequences side by side (HFCache.select forks and reorders them). Returns logits
+        [rows, vocab] and, with `hidden`, the last layer's hidden states [rows, hidden] (the LM
+        head's input)."""
+        if not isinstance(cache, HFCache):
+            raise TypeError(f"the transformers backend needs its own cache (new_cache()), got {type(cache).__name__}")
+        if cache.rows != len(tokens):
+            raise ValueError(f"{len(tokens)} tokens for a cache of {cache.rows} rows")
+        position = len(cache)
+        out = self.model(
+            input_ids=torch.tensor([[t] for t in tokens], device=self.device),
+            position_ids=torch.full((len(tokens), 1), position, device=self.device),
+            cache=cache.hf_cache,
+            use_cache=True,
+            output_hidden_states=hidden,
+        )
+        return out.logits[:, -1], (out.hidden_states[-1][:, -1] if hidden else None)
+
     @property
     def num_layers(self) -> int:
         """Decoder layers: `forward_layers` reads layers 0 (the embeddings) to num_layers."""

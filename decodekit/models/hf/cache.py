@@ -65,3 +65,19 @@ class HFCache:
             keys[:, :, start : start + len(offsets)] = keys[:, :, index]
             values[:, :, start : start + len(offsets)] = values[:, :, index]
         self.crop(start + len(offsets))
+
+    @torch.inference_mode()
+    def select(self, rows: list[int]) -> None:
+        """Search (search/loop.py): make row i of the cache a copy of old row rows[i], so rows
+        are reordered, forked (an index twice) or dropped (an index left out)."""
+        if len(self):
+            self.hf_cache.reorder_cache(torch.tensor(rows, dtype=torch.long))  # type: ignore[arg-type]
+
+    @property
+    def rows(self) -> int:
+        """Sequences held side by side (1 outside search)."""
+        for layer in self.hf_cache.layers:
+            keys = getattr(layer, "keys", None)
+            if keys is not None and keys.numel():
+                return int(keys.shape[0])
+        return 1
