@@ -6,8 +6,9 @@ A span s of the passage's tokens scores
 
     log p(s | prompt) + log p(end | prompt + s)
 
-where "end" is any end-of-sequence token (or the first token of `end`, e.g. a newline). The search walks the trie of the passage's spans
-breadth-first, one forward per depth with one row per live prefix: a prefix's log-probability
+where "end" is any end-of-sequence token (or the first token of `end`, e.g. a newline). The
+search walks the trie of the passage's spans breadth-first, one forward per depth with one row
+per live prefix: a prefix's log-probability
 bounds every span that extends it (log-probabilities are ≤ 0), so a prefix no better than the
 n-th best finished span is dropped. Nothing that could win is ever dropped: the result is exact,
 not a beam approximation.
