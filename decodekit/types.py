@@ -217,7 +217,7 @@ class Candidate:
     text: str
     token_ids: list[int]  # generated tokens only, an end-of-sequence token included
     score: float  # what the search ranked it by (beam search: log p / length ** length_penalty)
-    log_prob: float  # log p(token_ids | prompt) under the model
+    log_prob: float | None  # log p(token_ids | prompt) under the model; None for superposed drafts
 
 
 @dataclass

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from tiny import ARCHITECTURES, save_tiny_model, tiny_backend
 from typer.testing import CliRunner
 
@@ -19,10 +20,13 @@ from decodekit.search import (
     DiverseBeamSearch,
     ExactExtract,
     MomentumDecoding,
+    SuperposedDecoding,
     make_search,
     run_search,
 )
 from decodekit.search.momentum import repetition_length
+from decodekit.search.ngram import NgramModel
+from decodekit.types import Draft
 
 PROMPT = list(range(10, 40)) * 2
 
@@ -83,6 +87,10 @@ def test_diverse_beam_groups_differ(arch):
     ("momentum", {"resistance": "quadratic"}, "unknown resistance 'quadratic'"),
     ("momentum", {"alpha": -0.1}, "alpha .* must be >= 0"),
     ("momentum", {"max_ngram": 0}, "max_ngram must be an integer >= 1"),
+    ("superposed", {"num_drafts": 0}, "num_drafts must be an integer >= 1"),
+    ("superposed", {"alpha": 2.0}, "alpha .* must be in \\[0, 1\\]"),
+    ("superposed", {"temperature": 0.0}, "temperature must be > 0"),
+    ("exact-extract", {}, "needs passage="),
 ])
 def test_bad_search_options_are_named(method, options, message):
     with pytest.raises(DecodekitError, match=message):
@@ -90,14 +98,15 @@ def test_bad_search_options_are_named(method, options, message):
 
 
 @pytest.mark.parametrize("method", ["beam[num_beams=3]", "diverse-beam[num_beams=4,num_beam_groups=2]",
-                                    "contrastive-search", "momentum"])
+                                    "contrastive-search", "momentum", "superposed[num_drafts=2]"])
 def test_every_search_runs_from_the_cli(tmp_path, method):
     folder = save_tiny_model(tmp_path / "tiny")
     result = CliRunner().invoke(app, ["generate", "hello there", "-m", str(folder), "--method", method, "-n", "8",
                                       "--raw", "--json"])
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout.strip().splitlines()[-1])
-    beams = {"beam[num_beams=3]": 3, "diverse-beam[num_beams=4,num_beam_groups=2]": 4}.get(method, 1)
+    beams = {"beam[num_beams=3]": 3, "diverse-beam[num_beams=4,num_beam_groups=2]": 4,
+             "superposed[num_drafts=2]": 2}.get(method, 1)
     assert len(payload["candidates"]) == beams
     assert payload["token_ids"] == payload["candidates"][0]["token_ids"]
 
@@ -132,3 +141,39 @@ def test_exact_extract_returns_a_span_never_worse_than_greedys(seed):
     assert any(passage[i: i + len(span)] == span for i in range(len(passage)))
     greedy_span = [t for t in greedy[:3] if t != eos]
     assert best.score >= _span_score(backend, prompt, greedy_span, eos) - 1e-5
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_superposed_with_one_draft_and_no_ngram_is_greedy(arch):
+    backend = tiny_backend(arch, seed=2)
+    ours = run_search(backend, PROMPT, SuperposedDecoding(num_drafts=1, alpha=0.0), 30).hypotheses
+    assert len(ours) == 1 and ours[0].token_ids == _greedy(backend, PROMPT, 30)
+
+
+def test_superposed_makes_k_distinct_drafts_with_one_row_per_step():
+    backend = tiny_backend("llama", seed=2)
+    result = run_search(backend, PROMPT, SuperposedDecoding(num_drafts=3), 20)
+    drafts = [tuple(h.token_ids) for h in result.hypotheses]
+    assert len(drafts) == 3 and len(set(drafts)) == 3
+    assert result.stats.rows == result.stats.steps  # k drafts, one forward row per step
+    means = [h.score / len(h.token_ids) for h in result.hypotheses]
+    assert means == sorted(means, reverse=True)
+
+
+def test_superposed_input_is_the_weighted_embedding_mix():
+    """A mixture with all its weight on one token is that token: the same logits as forward_rows."""
+    backend = tiny_backend("gemma3", seed=2)  # Gemma scales its embeddings: the mix must scale too
+    plain, mixed = backend.new_cache(), backend.new_cache()
+    backend.forward(PROMPT, Draft.empty(), plain)
+    backend.forward(PROMPT, Draft.empty(), mixed)
+    expected, _ = backend.forward_rows([77], plain)
+    got = backend.forward_mixtures([[(77, 1.0), (78, 0.0)]], mixed)
+    assert torch.allclose(got, expected, atol=1e-4)
+
+
+def test_ngram_model_tells_unseen_contexts_from_zero_counts():
+    model = NgramModel((2, 3))
+    model.add([1, 2, 3, 1, 2, 4])
+    assert model.prob([1], 2, 2) == 1.0 and model.prob([2], 3, 2) == 0.5 and model.prob([2], 9, 2) == 0.0
+    assert model.prob([7], 2, 2) is None
+    assert model.mixture([1, 2], 4, (0.5, 0.25)) == pytest.approx(0.5 * 0.5 + 0.25 * 0.5)

@@ -123,7 +123,8 @@ def generate(
         if searching:  # the n-best, best first; a search has no stream to show
             result = decoder.generate(prompt_ids=ids, **options)
             for rank, candidate in enumerate(result.candidates, 1):
-                heading = f"#{rank} (score {candidate.score:.4f}, log p {candidate.log_prob:.2f})"
+                log_p = "" if candidate.log_prob is None else f", log p {candidate.log_prob:.2f}"
+                heading = f"#{rank} (score {candidate.score:.4f}{log_p})"
                 print(f"{heading}\n{candidate.text}" if len(result.candidates) > 1 else candidate.text)
             stderr.print(_summary(method, result.stats), highlight=False)
             return

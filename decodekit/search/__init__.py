@@ -12,6 +12,7 @@ from decodekit.search.diverse_beam import DiverseBeamSearch
 from decodekit.search.exact_extract import ExactExtract
 from decodekit.search.loop import Hypothesis, Rows, Search, SearchResult, SearchStats, run_search
 from decodekit.search.momentum import MomentumDecoding
+from decodekit.search.superposed import SuperposedDecoding
 
 SEARCHES: dict[str, Callable[..., Search]] = {
     "beam": BeamSearch,
@@ -19,6 +20,7 @@ SEARCHES: dict[str, Callable[..., Search]] = {
     "contrastive-search": ContrastiveSearch,
     "momentum": MomentumDecoding,
     "exact-extract": ExactExtract,
+    "superposed": SuperposedDecoding,
 }
 
 
@@ -29,5 +31,5 @@ def make_search(name: str, **options) -> Search:
 
 __all__ = [
     "SEARCHES", "BeamSearch", "ContrastiveSearch", "DiverseBeamSearch", "ExactExtract", "Hypothesis", "MomentumDecoding",
-    "Rows", "Search", "SearchResult", "SearchStats", "make_search", "run_search",
+    "Rows", "Search", "SearchResult", "SearchStats", "SuperposedDecoding", "make_search", "run_search",
 ]

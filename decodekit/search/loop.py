@@ -36,10 +36,13 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Rows:
-    """The next forward's rows: row i continues old row `parents[i]` with `tokens[i]`."""
+    """The next forward's rows: row i continues old row `parents[i]` with `tokens[i]`, or, where
+    `mixtures` is given, with the superposition Σ w · embedding(token) of mixtures[i]'s
+    (token, w) pairs (superposed decoding); `tokens` then names each row's leading token."""
 
     parents: list[int]
     tokens: list[int]
+    mixtures: list[list[tuple[int, float]]] | None = None
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,7 @@ class Hypothesis:
 
     token_ids: list[int]
     score: float
-    log_prob: float
+    log_prob: float | None  # None where the search never ran the hypothesis as itself (superposed)
 
 
 @dataclass
@@ -101,7 +104,10 @@ def run_search(backend: Backend, prompt_ids: list[int], search: Search, max_new_
     while (rows := search.step(logits, hidden)) is not None:
         forward_started = time.perf_counter()
         cache.select(rows.parents)  # type: ignore[attr-defined]
-        logits, hidden = backend.forward_rows(rows.tokens, cache, hidden=search.needs_hidden)
+        if rows.mixtures is not None:
+            logits, hidden = backend.forward_mixtures(rows.mixtures, cache), None  # type: ignore[attr-defined]
+        else:
+            logits, hidden = backend.forward_rows(rows.tokens, cache, hidden=search.needs_hidden)
         stats.forward_s += time.perf_counter() - forward_started
         stats.steps += 1
         stats.rows += len(rows.tokens)

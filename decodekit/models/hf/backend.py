@@ -121,6 +121,26 @@ class HFBackend:
         )
         return out.logits[:, -1], (out.hidden_states[-1][:, -1] if hidden else None)
 
+    @torch.inference_mode()
+    def forward_mixtures(self, mixtures: list[list[tuple[int, float]]], cache: KVCache) -> torch.Tensor:
+        """Search (superposed decoding): row i's input is Σ w · embedding(token) over mixtures[i]'s
+        (token, w) pairs instead of one token's embedding. Returns logits [rows, vocab]."""
+        if not isinstance(cache, HFCache):
+            raise TypeError(f"the transformers backend needs its own cache (new_cache()), got {type(cache).__name__}")
+        embed = self.model.get_input_embeddings()  # scales where the model does (Gemma): linear, so mixes
+        rows = []
+        for mixture in mixtures:
+            ids = torch.tensor([t for t, _ in mixture], device=self.device)
+            weights = torch.tensor([w for _, w in mixture], device=self.device, dtype=torch.float32)
+            rows.append((weights[:, None] * embed(ids).float()).sum(0))
+        out = self.model(
+            inputs_embeds=torch.stack(rows)[:, None].to(self.dtype),
+            position_ids=torch.full((len(mixtures), 1), len(cache), device=self.device),
+            cache=cache.hf_cache,
+            use_cache=True,
+        )
+        return out.logits[:, -1]
+
     @property
     def num_layers(self) -> int:
         """Decoder layers: `forward_layers` reads layers 0 (the embeddings) to num_layers."""
