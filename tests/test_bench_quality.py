@@ -8,8 +8,9 @@ import pytest
 from tiny import save_tiny_model
 from typer.testing import CliRunner
 
-from decodekit.bench.quality import QualityRow, distinct_n, final_number, is_correct, rep_n
+from decodekit.bench.quality import QualityRow, check_row, distinct_n, final_number, is_correct, rep_n
 from decodekit.cli import app
+from decodekit.errors import DecodekitError
 from decodekit.methods import parse_method
 
 runner = CliRunner()
@@ -82,3 +83,34 @@ def test_bench_strategy_checks_drafters_against_the_strategy_alone(tiny_folder, 
     records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     drafted = [r for r in records if r["method"] != "ar"]
     assert len(drafted) == 2 and all(r["identical_to_ar"] for r in drafted)
+
+
+def test_bench_quality_reports_several_drafts_per_question(tiny_folder, tmp_path, isolated_cache):
+    """Search rows keep their n-best, samples=k rows their k samples; the drafts table agrees."""
+    dataset = tmp_path / "q.jsonl"
+    lines = [{"question_id": i, "category": "writing", "turns": [f"tell me about {word}"]}
+             for i, word in enumerate(["rain", "snow"])]
+    dataset.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    out = tmp_path / "out"
+    rows = "beam[num_beams=3],superposed[num_drafts=3],ar[temperature=1.0,top_p=0.9,samples=3]"
+    result = runner.invoke(app, ["bench-quality", "--model", tiny_folder, "--scorer", tiny_folder, "--dataset",
+                                 str(dataset), "--categories", "writing", "--per-category", "2",
+                                 "--max-new-tokens", "10", "--rows", rows, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    summary = {row["row"]: row for row in json.loads((out / "summary.json").read_text())["rows"]}
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    for label, row in summary.items():
+        mine = [r for r in records if r["row"] == label]
+        assert row["drafts"] == 3 and all(len(r["drafts"]) == 3 for r in mine)
+        assert row["drafts_distinct_2"] == pytest.approx(sum(distinct_n(r["drafts"], 2) for r in mine) / 2)
+        assert row["drafts_perplexity"] > 1
+        assert row["wall_per_question"] == pytest.approx(sum(r["wall_s"] for r in mine) / 2)
+    samples = [r for r in records if r["row"].endswith("samples=3]")]
+    assert all(r["text"] == r["drafts"][0] for r in samples)
+    assert "## Rows with several drafts per question" in (out / "report.md").read_text()
+
+
+def test_samples_need_sampling():
+    row = QualityRow.from_spec(parse_method("ar[samples=3]"))
+    with pytest.raises(DecodekitError, match="samples=3 needs sampling"):
+        check_row(row)

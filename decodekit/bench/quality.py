@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from decodekit.errors import DecodekitError
 from decodekit.methods import MethodSpec
 from decodekit.settings import SAMPLING_FIELDS
 
@@ -86,13 +87,15 @@ class QualityRow:
     method_options: dict = field(default_factory=dict)
     sampling: dict = field(default_factory=dict)
     drafter: str | None = None
+    samples: int = 1  # independent samples per question (seeds seed, seed + 1, ...): k drafts the plain way
 
     @classmethod
     def from_spec(cls, spec: MethodSpec) -> QualityRow:
         options = dict(spec.options)
         sampling = {key: options.pop(key) for key in list(options) if key in SAMPLING_FIELDS}
         drafter = options.pop("drafter", None)
-        return cls(spec.label, spec.name, options, sampling, drafter)
+        samples = options.pop("samples", 1)
+        return cls(spec.label, spec.name, options, sampling, drafter, samples)
 
 
 def check_row(row: QualityRow) -> None:
@@ -103,5 +106,10 @@ def check_row(row: QualityRow) -> None:
 
     check_decoding(row.method, row.method_options, row.drafter)
     sampling = SamplingConfig(**row.sampling)
+    if not (isinstance(row.samples, int) and not isinstance(row.samples, bool) and row.samples >= 1):
+        raise DecodekitError(f"row '{row.label}': samples must be an integer >= 1, got {row.samples!r}")
+    if row.samples > 1 and sampling.greedy:
+        raise DecodekitError(f"row '{row.label}': samples={row.samples} needs sampling (temperature > 0): greedy "
+                             "samples are all the same")
     if row.method == "mirostat":
         check_mirostat_sampling(sampling)

@@ -24,11 +24,32 @@ def _cells(s: RowSummary) -> list[str]:
             f"{s.mean_tokens:.0f}", perplexity, accuracy, f"{s.tokens_per_s:.1f}", f"{s.tau:.2f}"]
 
 
+DRAFTS_HEADER = ["row", "drafts", "s per question (all drafts)", "drafts' distinct-1", "drafts' distinct-2",
+                 "drafts' perplexity"]
+
+
+def _draft_cells(s: RowSummary) -> list[str]:
+    def fmt(value: float | None, spec: str) -> str:
+        return "–" if value is None else format(value, spec)
+
+    return [s.row, str(s.drafts), f"{s.wall_per_question:.2f}", fmt(s.drafts_distinct_1, ".3f"),
+            fmt(s.drafts_distinct_2, ".3f"), fmt(s.drafts_perplexity, ".2f")]
+
+
+def _several_drafts(summaries: list[RowSummary]) -> list[RowSummary]:
+    return [s for s in summaries if s.drafts > 1]
+
+
 def print_quality(summaries: list[RowSummary], console: Console) -> None:
     table = Table(*HEADER)
     for summary in summaries:
         table.add_row(*_cells(summary))
     console.print(table)
+    if _several_drafts(summaries):
+        drafts = Table(*DRAFTS_HEADER, title="rows with several drafts per question")
+        for summary in _several_drafts(summaries):
+            drafts.add_row(*_draft_cells(summary))
+        console.print(drafts)
 
 
 def write_quality_report(out: Path, records: list[QualityRecord], summaries: list[RowSummary], info: dict,
@@ -48,8 +69,17 @@ def write_quality_report(out: Path, records: list[QualityRecord], summaries: lis
         "reference answer (math_reasoning questions only); tok/s: new tokens over wall time, prefill included; "
         "τ: tokens per forward step.",
         markdown_table(HEADER, [_cells(s) for s in summaries]),
-        "## Sample outputs",
     ]
+    if _several_drafts(summaries):
+        parts += [
+            "## Rows with several drafts per question",
+            "A search's n-best (beam, diverse-beam, superposed) or `samples=k` independent samples; the table above "
+            "describes each row's best (or first) draft. Seconds per question cover all its drafts; drafts' "
+            "distinct-n is computed within one question's drafts and averaged over questions (higher: the drafts "
+            "differ more); drafts' perplexity is over every draft's tokens under the scoring model.",
+            markdown_table(DRAFTS_HEADER, [_draft_cells(s) for s in _several_drafts(summaries)]),
+        ]
+    parts.append("## Sample outputs")
     questions = list(dict.fromkeys(r.question_id for r in records))[:samples]
     for question_id in questions:
         mine = [r for r in records if r.question_id == question_id]

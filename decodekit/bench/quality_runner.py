@@ -12,7 +12,7 @@ import math
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from decodekit.api import Decoder
 from decodekit.backend import Backend
@@ -20,6 +20,7 @@ from decodekit.bench.dataset import Question
 from decodekit.bench.quality import QualityRow, distinct_n, is_correct, rep_n
 from decodekit.prompts import conversation_ids, user_turn
 from decodekit.scoring import continuation_nll
+from decodekit.search import SEARCHES
 
 
 @dataclass
@@ -35,6 +36,11 @@ class QualityRecord:
     correct: bool | None = None  # where the question has a reference answer
     nll: float | None = None  # under the scoring model, summed over its tokens of `text`
     scored_tokens: int = 0
+    # Rows with several drafts per question (a search's n-best, or samples=k): every draft's text,
+    # and their NLL and token count under the scoring model; `wall_s` covers them all.
+    drafts: list[str] = field(default_factory=list)
+    drafts_nll: float | None = None
+    drafts_scored_tokens: int = 0
 
 
 @dataclass
@@ -51,6 +57,11 @@ class RowSummary:
     graded: int
     tokens_per_s: float
     tau: float
+    drafts: int = 1  # per question
+    wall_per_question: float = 0.0  # seconds, all drafts together
+    drafts_distinct_1: float | None = None  # within one question's drafts, averaged over questions
+    drafts_distinct_2: float | None = None
+    drafts_perplexity: float | None = None  # of every draft, under the scoring model
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -70,26 +81,44 @@ def run_quality(backend: Backend, rows: list[QualityRow], questions: list[Questi
         for row in rows[index % len(rows):] + rows[: index % len(rows)]:
             decoder = decoders[row.label]
             ids = decoder.user_prompt_ids(prompt)
+            seeds: list[int | None] = [None] if row.method in SEARCHES else [seed + i for i in range(row.samples)]
             start = time.perf_counter()
-            result = decoder.generate(prompt_ids=ids, max_new_tokens=max_new_tokens, seed=seed, **row.sampling)
+            results = [_generate(decoder, ids, max_new_tokens, row.sampling, s) for s in seeds]
             wall = time.perf_counter() - start
+            result = results[0]
+            drafts = [c.text for c in result.candidates] if len(result.candidates) > 1 else [r.text for r in results]
             records.append(QualityRecord(row.label, question.question_id, question.subcategory or question.category,
                                          prompt, result.text, result.stats.new_tokens, wall, result.stats.steps,
-                                         None if reference is None else is_correct(result.text, reference)))
+                                         None if reference is None else is_correct(result.text, reference),
+                                         drafts=drafts if len(drafts) > 1 else []))
             on_progress(row.label)
     return records
+
+
+def _generate(decoder: Decoder, ids: list[int], max_new_tokens: int, sampling: dict, seed: int | None):
+    """A search is deterministic and takes no seed; every other row is seeded."""
+    if seed is None:
+        return decoder.generate(prompt_ids=ids, max_new_tokens=max_new_tokens, **sampling)
+    return decoder.generate(prompt_ids=ids, max_new_tokens=max_new_tokens, seed=seed, **sampling)
 
 
 def score_perplexity(scorer: Backend, records: list[QualityRecord], on_progress: Callable[[], None] = lambda: None) -> None:
     """Each output's negative log-likelihood under `scorer`, given the question in the scorer's
     own conversation format (its text re-tokenized by the scorer)."""
     prefix_specials = _leading_specials(scorer)
+
+    def nll(prompt_ids: list[int], text: str) -> tuple[float, int]:
+        text_ids = scorer.encode(text)[prefix_specials:]
+        text_ids = text_ids[: max(0, scorer.context_length - len(prompt_ids) - 1)]
+        return continuation_nll(scorer, prompt_ids, text_ids), len(text_ids)
+
     for record in records:
         prompt_ids = conversation_ids(scorer, user_turn(record.prompt))
-        text_ids = scorer.encode(record.text)[prefix_specials:]
-        text_ids = text_ids[: max(0, scorer.context_length - len(prompt_ids) - 1)]
-        record.nll = continuation_nll(scorer, prompt_ids, text_ids)
-        record.scored_tokens = len(text_ids)
+        record.nll, record.scored_tokens = nll(prompt_ids, record.text)
+        if record.drafts:
+            scored = [nll(prompt_ids, draft) for draft in record.drafts]
+            record.drafts_nll = sum(n for n, _ in scored)
+            record.drafts_scored_tokens = sum(t for _, t in scored)
         on_progress()
 
 
@@ -121,5 +150,22 @@ def summarize_quality(rows: list[QualityRow], records: list[QualityRecord]) -> l
             mean_tokens=statistics.mean(r.new_tokens for r in mine), perplexity=perplexity,
             accuracy=sum(graded) / len(graded) if graded else None, graded=len(graded),
             tokens_per_s=sum(r.new_tokens for r in mine) / wall if wall > 0 else 0.0,
-            tau=sum(r.new_tokens for r in mine) / max(1, sum(r.steps for r in mine))))
+            tau=sum(r.new_tokens for r in mine) / max(1, sum(r.steps for r in mine)),
+            **_drafts_summary(mine)))
     return summaries
+
+
+def _drafts_summary(records: list[QualityRecord]) -> dict:
+    """For rows with several drafts per question: how many, how long they all took, how much they
+    differ from each other, and how fluent they are."""
+    with_drafts = [r for r in records if r.drafts]
+    wall = statistics.mean(r.wall_s for r in records)
+    if not with_drafts:
+        return {"wall_per_question": wall}
+    tokens = sum(r.drafts_scored_tokens for r in with_drafts)
+    return {
+        "drafts": max(len(r.drafts) for r in with_drafts), "wall_per_question": wall,
+        "drafts_distinct_1": statistics.mean(distinct_n(r.drafts, 1) for r in with_drafts),
+        "drafts_distinct_2": statistics.mean(distinct_n(r.drafts, 2) for r in with_drafts),
+        "drafts_perplexity": (math.exp(sum(r.drafts_nll or 0.0 for r in with_drafts) / tokens) if tokens else None),
+    }
