@@ -8,6 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from decodekit.bench.quality_runner import QualityRecord, RowSummary
@@ -43,12 +44,12 @@ def _several_drafts(summaries: list[RowSummary]) -> list[RowSummary]:
 def print_quality(summaries: list[RowSummary], console: Console) -> None:
     table = Table(*HEADER)
     for summary in summaries:
-        table.add_row(*_cells(summary))
+        table.add_row(*map(escape, _cells(summary)))  # a row's options in brackets are not rich markup
     console.print(table)
     if _several_drafts(summaries):
         drafts = Table(*DRAFTS_HEADER, title="rows with several drafts per question")
         for summary in _several_drafts(summaries):
-            drafts.add_row(*_draft_cells(summary))
+            drafts.add_row(*map(escape, _draft_cells(summary)))
         console.print(drafts)
 
 
