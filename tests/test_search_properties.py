@@ -177,3 +177,13 @@ def test_ngram_model_tells_unseen_contexts_from_zero_counts():
     assert model.prob([1], 2, 2) == 1.0 and model.prob([2], 3, 2) == 0.5 and model.prob([2], 9, 2) == 0.0
     assert model.prob([7], 2, 2) is None
     assert model.mixture([1, 2], 4, (0.5, 0.25)) == pytest.approx(0.5 * 0.5 + 0.25 * 0.5)
+
+
+def test_superposed_num_drafts_on_the_cli_prints_all_k(tmp_path):
+    folder = save_tiny_model(tmp_path / "tiny")
+    result = CliRunner().invoke(app, ["generate", "hello there", "-m", str(folder), "--method", "superposed",
+                                      "--num-drafts", "3", "-n", "6", "--raw"])
+    assert result.exit_code == 0, result.output
+    assert [line.split(" ")[0] for line in result.stdout.splitlines() if line.startswith("#")] == ["#1", "#2", "#3"]
+    wrong = CliRunner().invoke(app, ["generate", "hi", "-m", str(folder), "--method", "beam", "--num-drafts", "3"])
+    assert wrong.exit_code != 0 and "--num-drafts goes with --method superposed" in wrong.output

@@ -39,6 +39,8 @@ def generate(
     drafter: str | None = typer.Option(None, help="With a strategy method: the drafting method that speeds it up "
                                                   "without changing its output, e.g. prompt-lookup."),
     amateur: str | None = AMATEUR,
+    num_drafts: int | None = typer.Option(None, help="With --method superposed: how many drafts to make at once "
+                                                     "(its num_drafts option)."),
     max_new_tokens: int = typer.Option(256, "--max-new-tokens", "-n", help="Most tokens to generate."),
     temperature: float = typer.Option(0.0, help="0 = greedy."),
     top_k: int = typer.Option(0, help="Keep the k most likely tokens (0 = off)."),
@@ -85,8 +87,14 @@ def generate(
             if drafter or amateur or draft:
                 raise DecodekitError(f"{spec.name} is a search over the model's own scores: it takes no --drafter, "
                                      "--amateur or --draft")
-            method_options = spec.options
+            method_options = dict(spec.options)
+            if num_drafts is not None:
+                if spec.name != "superposed":
+                    raise DecodekitError(f"--num-drafts goes with --method superposed, not '{spec.name}'")
+                method_options["num_drafts"] = num_drafts
             make_search(spec.name, **method_options)
+        elif num_drafts is not None:
+            raise DecodekitError(f"--num-drafts goes with --method superposed, not '{spec.name}'")
         elif spec.name in STRATEGIES:
             method_options = strategy_options(spec.name, spec.options, amateur)
             make_strategy(spec.name, **method_options)
