@@ -241,7 +241,6 @@ class Decoder:
         text = "".join(chunk.text for chunk in self._chunks(ids, settings, stats, token_ids))
         return GenerationResult(text=text, token_ids=token_ids, prompt_ids=ids, stats=stats)
 
-
     def _search(self, ids: list[int], settings: GenerationSettings) -> GenerationResult:
         """A search method's run: its n-best as candidates, the best one as the text."""
         unused = [name for name, used in (("sampling settings", settings.sampling != SamplingConfig()),

@@ -14,13 +14,16 @@ class NgramModel:
     def __init__(self, orders: tuple[int, ...] = (2, 3, 4, 5, 6)):
         self.orders = orders
         self.tables: dict[int, dict[tuple[int, ...], Counter[int]]] = {n: defaultdict(Counter) for n in orders}
+        self.totals: dict[int, Counter[tuple[int, ...]]] = {n: Counter() for n in orders}  # per context, kept by add
 
     def add(self, ids: list[int]) -> None:
         """Count every n-gram of `ids` (one document: n-grams do not cross into another)."""
         for n in self.orders:
             table = self.tables[n]
             for end in range(n - 1, len(ids)):
-                table[tuple(ids[end - n + 1: end])][ids[end]] += 1
+                context = tuple(ids[end - n + 1: end])
+                table[context][ids[end]] += 1
+                self.totals[n][context] += 1
 
     def prob(self, context: list[int], token: int, n: int) -> float | None:
         """p_n(token | the last n − 1 tokens of context); None when that context was never seen.
@@ -30,10 +33,11 @@ class NgramModel:
         """
         if len(context) < n - 1:
             return None
-        counts = self.tables[n].get(tuple(context[len(context) - n + 1:]))
-        if not counts:
+        key = tuple(context[len(context) - n + 1:])
+        total = self.totals[n][key]
+        if not total:
             return None
-        return counts[token] / sum(counts.values())
+        return self.tables[n][key][token] / total
 
     def mixture(self, context: list[int], token: int, weights: tuple[float, ...]) -> float:
         """Σ_n λ_n p_n(token | context) over the orders whose context was seen (not renormalised)."""

@@ -107,39 +107,29 @@ class HFBackend:
         sequences side by side (HFCache.select forks and reorders them). Returns logits
         [rows, vocab] and, with `hidden`, the last layer's hidden states [rows, hidden] (the LM
         head's input)."""
-        if not isinstance(cache, HFCache):
-            raise TypeError(f"the transformers backend needs its own cache (new_cache()), got {type(cache).__name__}")
-        if cache.rows != len(tokens):
-            raise ValueError(f"{len(tokens)} tokens for a cache of {cache.rows} rows")
-        position = len(cache)
-        out = self.model(
-            input_ids=torch.tensor([[t] for t in tokens], device=self.device),
-            position_ids=torch.full((len(tokens), 1), position, device=self.device),
-            cache=cache.hf_cache,
-            use_cache=True,
-            output_hidden_states=hidden,
-        )
+        out = self._step_rows(cache, len(tokens), hidden, input_ids=torch.tensor([[t] for t in tokens], device=self.device))
         return out.logits[:, -1], (out.hidden_states[-1][:, -1] if hidden else None)
 
     @torch.inference_mode()
     def forward_mixtures(self, mixtures: list[list[tuple[int, float]]], cache: KVCache) -> torch.Tensor:
         """Search (superposed decoding): row i's input is Σ w · embedding(token) over mixtures[i]'s
         (token, w) pairs instead of one token's embedding. Returns logits [rows, vocab]."""
-        if not isinstance(cache, HFCache):
-            raise TypeError(f"the transformers backend needs its own cache (new_cache()), got {type(cache).__name__}")
         embed = self.model.get_input_embeddings()  # scales where the model does (Gemma): linear, so mixes
         rows = []
         for mixture in mixtures:
             ids = torch.tensor([t for t, _ in mixture], device=self.device)
             weights = torch.tensor([w for _, w in mixture], device=self.device, dtype=torch.float32)
             rows.append((weights[:, None] * embed(ids).float()).sum(0))
-        out = self.model(
-            inputs_embeds=torch.stack(rows)[:, None].to(self.dtype),
-            position_ids=torch.full((len(mixtures), 1), len(cache), device=self.device),
-            cache=cache.hf_cache,
-            use_cache=True,
-        )
+        out = self._step_rows(cache, len(mixtures), False, inputs_embeds=torch.stack(rows)[:, None].to(self.dtype))
         return out.logits[:, -1]
+
+    def _step_rows(self, cache: KVCache, rows: int, hidden: bool, **inputs: torch.Tensor) -> Any:
+        """One position for each of the cache's `rows` side-by-side sequences (search)."""
+        cache = _own_cache(cache)
+        if cache.rows != rows:
+            raise ValueError(f"{rows} inputs for a cache of {cache.rows} rows")
+        return self.model(**inputs, position_ids=torch.full((rows, 1), len(cache), device=self.device),
+                          cache=cache.hf_cache, use_cache=True, output_hidden_states=hidden)
 
     @property
     def num_layers(self) -> int:
@@ -162,8 +152,7 @@ class HFBackend:
     @torch.inference_mode()
     def _run(self, pending: list[int], draft: Draft, cache: KVCache,
              hidden: bool) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
-        if not isinstance(cache, HFCache):
-            raise TypeError(f"the transformers backend needs its own cache (new_cache()), got {type(cache).__name__}")
+        cache = _own_cache(cache)
         start = len(cache)
         tokens = pending + draft.tokens
         last_pending = start + len(pending) - 1
@@ -229,6 +218,12 @@ class HFBackend:
     def grammar_tokenizer(self) -> LLTokenizer:
         """The tokenizer as llguidance sees it (built once per tokenizer: it takes about a second)."""
         return grammar_tokenizer(self.tokenizer, self.vocab_size, tuple(sorted(self.eos_token_ids)), self.name)
+
+
+def _own_cache(cache: KVCache) -> HFCache:
+    if not isinstance(cache, HFCache):
+        raise TypeError(f"the transformers backend needs its own cache (new_cache()), got {type(cache).__name__}")
+    return cache
 
 
 @functools.lru_cache(maxsize=8)
