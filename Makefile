@@ -9,7 +9,7 @@ PROMPT ?= Rewrite this Python function with type hints and a docstring, keeping 
 LLAMA_CPP_VERSION := 0.3.36
 WHEELS ?= $(HOME)/.cache/decodekit/wheels
 
-.PHONY: install llamacpp demo test test-fast lint bench-quick
+.PHONY: install llamacpp browser demo test test-fast lint bench-quick
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -34,17 +34,24 @@ install: $(VENV)/.installed $(VENV)/.llamacpp
 
 llamacpp: $(VENV)/.llamacpp
 
+# Debian's chromium and chromedriver, for the playground's browser test (tests/test_playground.py).
+browser:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+		echo "installing Debian's chromium and chromium-driver for the playground's browser test"; \
+		$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -q chromium chromium-driver >/dev/null; \
+	fi
+
 # Pull the default model (once), then generate with prompt lookup and print speed and acceptance.
 demo: install
 	$(BIN)/decodekit models pull smollm2-135m
 	@printf '$(PROMPT)' | $(BIN)/decodekit generate --method prompt-lookup --max-new-tokens 160 -
 
-# Everything, real-model tests included (what CI runs).
-test: install
+# Everything, real-model tests and the browser test included (what CI runs).
+test: install browser
 	$(PY) -m pytest -q
 
 # Skip the real-model tests.
-test-fast: install
+test-fast: install browser
 	$(PY) -m pytest -q -m "not slow"
 
 # Style and types: ruff, then mypy checks the protocols (Backend, Drafter) against their implementations.

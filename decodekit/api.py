@@ -8,9 +8,9 @@ generator that `stream` exposes.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Unpack
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass, field
+from typing import NamedTuple, Unpack
 
 from decodekit.auto import AutoChoice, choose_method
 from decodekit.backend import Backend
@@ -33,8 +33,16 @@ from decodekit.scoring import score_choices as _score_choices
 from decodekit.search import SEARCHES, make_search, run_search
 from decodekit.settings import GenerateOptions, GenerationSettings
 from decodekit.strategies import STRATEGIES, Strategy, make_strategy
-from decodekit.types import Candidate, GenerationResult, GenerationStats, Step, StopReason
+from decodekit.types import Candidate, GenerationResult, GenerationStats, Step, StopReason, TokenSource
 from decodekit.verify import SeededRandomness
+
+
+class Span(NamedTuple):
+    """A piece of a chunk's text and where its tokens came from (an accepted draft, the model's
+    own step, a grammar). Text held back for a stop string is credited to the step that releases it."""
+
+    text: str
+    source: TokenSource
 
 
 @dataclass
@@ -43,6 +51,7 @@ class Chunk:
 
     text: str
     step: Step
+    spans: list[Span] = field(default_factory=list)  # `text` split by source
 
 
 class Decoder:
@@ -140,7 +149,7 @@ class Decoder:
 
     def stream_chunks(self, prompt: str | None = None, *, messages: list[dict] | None = None,
                       prompt_ids: list[int] | None = None, stats: GenerationStats | None = None,
-                      token_ids: list[int] | None = None, **options: Unpack[GenerateOptions]) -> Iterator[Chunk]:
+                      token_ids: list[int] | None = None, **options: Unpack[GenerateOptions]) -> Generator[Chunk, None, None]:
         """The streaming core: yields text per step; fills `stats` and `token_ids` if given."""
         settings = GenerationSettings.from_options(options)
         ids = self._resolve_ids(prompt, messages, prompt_ids)
@@ -148,7 +157,7 @@ class Decoder:
                             token_ids if token_ids is not None else [])
 
     def _chunks(self, ids: list[int], settings: GenerationSettings, stats: GenerationStats,
-                token_ids: list[int], constraint: Constraint | None = None) -> Iterator[Chunk]:
+                token_ids: list[int], constraint: Constraint | None = None) -> Generator[Chunk, None, None]:
         """`constraint`: one to decode with instead of a fresh one for `settings.grammar`
         (sample_constrained passes its AlignedConstraint)."""
         if self.search_options is not None:  # a search knows its best output only at the end
@@ -156,7 +165,8 @@ class Decoder:
             token_ids.extend(result.token_ids)
             for name, value in vars(result.stats).items():
                 setattr(stats, name, value)
-            yield Chunk(result.text, Step(result.token_ids, 0, 0, 0.0, result.stats.forward_s, 0.0))
+            yield Chunk(result.text, Step(result.token_ids, 0, 0, 0.0, result.stats.forward_s, 0.0),
+                        [Span(result.text, "model")])
             return
         healed = PrefixStripper("")
         if settings.heal:
@@ -175,17 +185,19 @@ class Decoder:
             for step in steps:
                 token_ids.extend(step.tokens)
                 stats.add(step)
-                text = stops.push(healed.push(detok.push(step.tokens)))
+                spans = [Span(stops.push(healed.push(detok.push(tokens))), source) for source, tokens in step.runs()]
+                spans = [span for span in spans if span.text]
+                text = "".join(span.text for span in spans)
                 stats.wall_s = time.perf_counter() - start
                 if stops.stopped:
                     stats.stop_reason = "stop"
-                    yield Chunk(text, step)
+                    yield Chunk(text, step, spans)
                     return
                 stats.stop_reason = step.stop_reason or stats.stop_reason
-                yield Chunk(text, step)
+                yield Chunk(text, step, spans)
             tail = stops.push(healed.push(detok.flush())) + stops.flush()
             if tail:
-                yield Chunk(tail, Step([], 0, 0, 0.0, 0.0, 0.0))
+                yield Chunk(tail, Step([], 0, 0, 0.0, 0.0, 0.0), [Span(tail, "model")])
         finally:
             steps.close()
             stats.wall_s = time.perf_counter() - start

@@ -61,7 +61,7 @@ def decode(
     pending = list(history)
     produced = len(opening)
     if opening and (stop := _stop_reason(opening, backend, produced, max_new_tokens, len(history))):
-        yield Step(opening, 0, 0, 0.0, 0.0, 0.0, stop, forced=len(opening))
+        yield Step(opening, 0, 0, 0.0, 0.0, 0.0, stop, forced=len(opening), leading_forced=len(opening))
         return
     while True:
         t0 = _clock(backend)
@@ -88,7 +88,7 @@ def decode(
         pending = (tokens + forced)[-1 - len(forced):]
         stop = _stop_reason(tokens + forced, backend, produced, max_new_tokens, len(history))
         yield Step(opening + tokens + forced, len(draft), result.num_accepted, t1 - t0, t2 - t1, time.perf_counter() - t2,
-                   stop, forced=len(opening) + len(forced))
+                   stop, forced=len(opening) + len(forced), leading_forced=len(opening))
         opening = []
         if stop is not None:
             return

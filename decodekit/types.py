@@ -127,6 +127,10 @@ class VerifyResult:
 # was produced) and "interrupted" (the consumer stopped reading).
 StopReason = Literal["eos", "length", "context", "stop", "interrupted"]
 
+# Where a committed token came from: an accepted draft, the model's own step, or a grammar that
+# left only one choice.
+TokenSource = Literal["draft", "model", "grammar"]
+
 
 @dataclass
 class Step:
@@ -140,6 +144,22 @@ class Step:
     other_s: float
     stop_reason: StopReason | None = None  # set on the loop's last step
     forced: int = 0  # of `tokens`, how many a grammar forced (committed without a forward of their own)
+    leading_forced: int = 0  # of `forced`, how many come first (what a grammar forces before the first token)
+
+    def runs(self) -> list[tuple[TokenSource, list[int]]]:
+        """The committed tokens in runs by where they came from, in order: the grammar's
+        opening, the accepted draft tokens, the model's own token, what the grammar forced after.
+
+        >>> Step([7, 8, 9], draft_len=4, num_accepted=2, draft_s=0, forward_s=0, other_s=0).runs()
+        [('draft', [7, 8]), ('model', [9])]
+        """
+        end = len(self.tokens) - (self.forced - self.leading_forced)
+        own = self.tokens[self.leading_forced:end]
+        drafted = min(self.num_accepted, len(own))
+        runs: list[tuple[TokenSource, list[int]]] = [
+            ("grammar", self.tokens[:self.leading_forced]), ("draft", own[:drafted]), ("model", own[drafted:]),
+            ("grammar", self.tokens[end:])]
+        return [(source, tokens) for source, tokens in runs if tokens]
 
 
 @dataclass

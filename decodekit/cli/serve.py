@@ -1,0 +1,80 @@
+"""`decodekit serve`: the OpenAI-compatible server and its playground."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import typer
+from rich.console import Console
+
+from decodekit.cli.errors import exit_on_user_error
+from decodekit.cli.options import AMATEUR, BACKEND, DTYPE, QUANT, THREADS, strategy_options
+from decodekit.drafters import fill_draft
+from decodekit.errors import DecodekitError
+from decodekit.methods import parse_method
+from decodekit.models.zoo import DEFAULT_MODEL
+from decodekit.settings import DEFAULT_MAX_NEW_TOKENS
+from decodekit.strategies import STRATEGIES
+
+stderr = Console(stderr=True)
+
+
+def serve(
+    model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Zoo name, local folder, .gguf file or hub id."),
+    method: str = typer.Option("prompt-lookup", help="Default decoding method, options in brackets "
+                                                     "('token-recycling[k=4]'); a request's `decoding` field may "
+                                                     "choose another."),
+    drafter: str | None = typer.Option(None, help="With a strategy method: the drafting method that speeds it up."),
+    amateur: str | None = AMATEUR,
+    draft: str | None = typer.Option(None, help="Draft model for draft-model, spectr, rsd and pearl."),
+    backend: str = BACKEND,
+    dtype: str = DTYPE,
+    quant: str | None = QUANT,
+    threads: int | None = THREADS,
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (loopback by default: only this machine)."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+    api_key: str | None = typer.Option(None, "--api-key", envvar="DECODEKIT_API_KEY",
+                                       help="Require 'Authorization: Bearer KEY' on /v1 (or set DECODEKIT_API_KEY)."),
+    max_queue: int = typer.Option(32, "--max-queue", help="Requests that may wait for the model; more get 429."),
+    max_tokens_limit: int = typer.Option(2048, "--max-tokens-limit", help="The most tokens one request may ask for."),
+    timeout: float | None = typer.Option(None, "--timeout", help="Seconds a request may take, queue wait included "
+                                                                 "(default: no limit)."),
+):
+    """Serve a model over OpenAI's API, with a playground at http://HOST:PORT/."""
+    import uvicorn
+
+    from decodekit.models.backends import check_backend, load_model
+    from decodekit.server import DecodingChoice, ServerLimits, create_app
+
+    with exit_on_user_error():
+        if max_queue < 0 or max_tokens_limit < 1 or (timeout is not None and timeout <= 0):
+            raise DecodekitError("--max-queue must be >= 0, --max-tokens-limit >= 1 and --timeout > 0")
+        if not 0 < port < 65536:
+            raise DecodekitError(f"--port must be in 1..65535, got {port}")
+        spec = parse_method(method)
+        options = strategy_options(spec.name, spec.options, amateur) if spec.name in STRATEGIES else \
+            fill_draft(spec.name, spec.options, draft)
+        default = DecodingChoice.parse(spec.name, options, drafter, param="--method")
+        check_backend(backend, dtype, quant, None)
+        with stderr.status(f"loading {model}"):
+            loaded = load_model(model, backend, dtype=dtype, quant=quant, threads=threads)
+            limits = ServerLimits(max_tokens=max_tokens_limit,
+                                  default_max_tokens=min(DEFAULT_MAX_NEW_TOKENS, max_tokens_limit))
+            app = create_app(loaded, model, default, limits=limits, api_key=api_key, max_queue=max_queue,
+                             timeout_s=timeout)
+    if not _is_loopback(host) and api_key is None:
+        stderr.print(f"[yellow]warning: listening on {host} without --api-key: anyone who can reach it can use it[/]")
+    stderr.print(f"decodekit serving {model} ({default.label()}) at http://{host}:{port}/ — playground there, "
+                 f"OpenAI API under /v1")
+    # On SIGTERM uvicorn stops accepting, lets requests in flight finish for up to 30 s, then
+    # cancels the rest; the engine then stops its worker (server/app.py's lifespan).
+    uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=30)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

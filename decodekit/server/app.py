@@ -1,0 +1,238 @@
+"""The HTTP face: OpenAI's endpoints, health, Prometheus metrics and the playground.
+
+    GET  /                      the playground (static/playground.html)
+    GET  /health                200 while serving, 503 while shutting down
+    GET  /metrics               Prometheus text
+    GET  /v1/models             the one model served
+    POST /v1/completions        OpenAI's completions, streaming as server-sent events
+    POST /v1/chat/completions   OpenAI's chat completions, likewise
+    GET  /decodekit/methods     the model, what `decoding.method` may name, and the limits (for the playground)
+
+A handler checks the request (400 at once for bad input), queues it (429 when the queue is
+full), waits for its first event (so an error the model side finds is still a clean 4xx), and
+then streams or collects the rest. A client that leaves cancels its job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from importlib import resources
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.concurrency import run_in_threadpool
+
+from decodekit.backend import Backend
+from decodekit.drafters import LOSSY, METHODS
+from decodekit.search import SEARCHES
+from decodekit.server.engine import Engine, Event, Job
+from decodekit.server.metrics import Metrics
+from decodekit.server.protocol import ApiError
+from decodekit.server.requests import (
+    DecodingChoice,
+    GenerationRequest,
+    ServerLimits,
+    chat_request,
+    completion_request,
+)
+from decodekit.server.responses import RequestStats, Responder
+from decodekit.strategies import STRATEGIES
+from decodekit.types import StopReason
+
+POLL_S = 0.1  # how often a waiting handler checks whether its client is still there
+
+
+def create_app(backend: Backend, model_name: str, default: DecodingChoice, *, limits: ServerLimits,
+               api_key: str | None = None, max_queue: int = 32, timeout_s: float | None = None) -> FastAPI:
+    """An app serving `backend` (already loaded) under `model_name`. A default method the model
+    cannot run fails here, before the server starts listening."""
+    metrics = Metrics()
+    engine = Engine(backend, default, metrics, max_queue)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        engine.start()
+        yield
+        await run_in_threadpool(engine.stop)
+
+    app = FastAPI(title="decodekit", summary="OpenAI-compatible decoding server", lifespan=lifespan)
+    app.state.engine = engine
+    app.state.metrics = metrics
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, error: ApiError) -> JSONResponse:
+        metrics.requests.labels(request.url.path, str(error.status)).inc()
+        return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
+
+    def authorize(request: Request) -> None:
+        if api_key is not None and request.headers.get("authorization") != f"Bearer {api_key}":
+            raise ApiError(401, "missing or wrong API key: send the header 'Authorization: Bearer <key>'",
+                           kind="authentication_error", headers={"WWW-Authenticate": "Bearer"})
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def playground() -> HTMLResponse:
+        return HTMLResponse(resources.files("decodekit.server").joinpath("static/playground.html").read_text("utf-8"))
+
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        status = 503 if engine.stopping else 200
+        return JSONResponse({"status": "ok" if status == 200 else "shutting down", "model": model_name,
+                             "queue_depth": engine.waiting}, status_code=status)
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        return Response(metrics.text(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/v1/models")
+    async def models(request: Request) -> dict:
+        authorize(request)
+        return {"object": "list", "data": [{"id": model_name, "object": "model", "created": int(time.time()),
+                                            "owned_by": "decodekit", "decoding": default.label(),
+                                            "max_model_len": backend.context_length}]}
+
+    @app.get("/decodekit/methods")
+    async def methods() -> dict:
+        """What the playground needs to build its form (nothing secret: open without the key)."""
+        return {"model": model_name,
+                "default": {"method": default.method, "options": default.options, "drafter": default.drafter},
+                "drafting": list(METHODS), "lossy": list(LOSSY), "strategies": list(STRATEGIES),
+                "searches": list(SEARCHES),
+                "limits": {"max_tokens": limits.max_tokens, "default_max_tokens": limits.default_max_tokens,
+                           "context_length": backend.context_length}}
+
+    async def generate(request: Request, parse: Callable[..., GenerationRequest]) -> Response:
+        authorize(request)
+        body = await _json_body(request)
+        # Tokenizing runs beside the worker's decoding: both only read the tokenizer.
+        generation = await run_in_threadpool(parse, body, backend, model_name, default, limits)
+        job = Job(generation, timeout_s)
+        engine.submit(job)
+        responder = Responder(generation, model_name)
+        first = await _next_event(job, request)
+        if first is None:  # the client left while its request waited
+            metrics.requests.labels(request.url.path, "499").inc()
+            return Response(status_code=499)
+        if first.error is not None:
+            raise first.error
+        if generation.stream:
+            return StreamingResponse(_stream(job, first, responder, request.url.path, metrics),
+                                     media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        return await _collect(job, first, request, responder, metrics)
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        return await generate(request, chat_request)
+
+    @app.post("/v1/completions")
+    async def completions(request: Request) -> Response:
+        return await generate(request, completion_request)
+
+    return app
+
+
+async def _json_body(request: Request) -> object:
+    raw = await request.body()
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ApiError(400, f"the request body is not valid JSON: {error}") from None
+
+
+async def _next_event(job: Job, request: Request) -> Event | None:
+    """The job's next event; None (and the job cancelled) if the client has left. Checks for a
+    departed client at least every POLL_S, whether events arrive quickly or not at all."""
+    try:
+        while True:
+            if time.monotonic() - job.checked_at >= POLL_S:
+                job.checked_at = time.monotonic()
+                if await request.is_disconnected():
+                    job.cancel()
+                    return None
+            try:
+                return await asyncio.wait_for(job.events.get(), POLL_S)
+            except TimeoutError:
+                continue
+    except BaseException:
+        job.cancel()
+        raise
+
+
+async def _collect(job: Job, event: Event | None, request: Request, responder: Responder, metrics: Metrics) -> Response:
+    n = responder.request.n
+    texts: list[str] = [""] * n
+    reasons: list[StopReason | None] = [None] * n
+    endpoint = request.url.path
+    try:
+        while event is not None:
+            if event.error is not None:
+                raise event.error
+            if event.kind == "chunk" and event.chunk is not None:
+                texts[event.index] += event.chunk.text
+            elif event.kind == "choice":
+                reasons[event.index] = event.stop_reason
+            elif event.kind == "done" and event.stats is not None:
+                metrics.requests.labels(endpoint, "200").inc()
+                metrics.latency.observe(time.monotonic() - job.arrived)
+                return JSONResponse(responder.complete(texts, reasons, event.stats))
+            event = await _next_event(job, request)
+        metrics.requests.labels(endpoint, "499").inc()  # the client left before the answer was ready
+        return Response(status_code=499)
+    finally:
+        job.cancel()  # a no-op once done; stops the worker if the handler was cancelled
+
+
+def _sse(data: dict | str) -> str:
+    return f"data: {data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+async def _stream(job: Job, event: Event, responder: Responder, endpoint: str, metrics: Metrics) -> AsyncIterator[str]:
+    """OpenAI's chunk stream. A choice's finish chunk waits for the next event, so that the last
+    one can carry the request's statistics; `usage` follows it when asked for."""
+    opened: set[int] = set()
+    finish: dict | None = None
+    status = "200"
+    try:
+        while True:
+            if event.kind == "done" and event.stats is not None:
+                yield _closing(finish, event.stats, responder)
+                return
+            if finish is not None:
+                yield _sse(finish)
+                finish = None
+            if event.error is not None:
+                status = str(event.error.status)
+                yield _sse(event.error.body())
+                return
+            if event.kind == "chunk" and event.chunk is not None:
+                if event.index not in opened:
+                    opened.add(event.index)
+                    if (opening := responder.opening(event.index)) is not None:
+                        yield _sse(opening)
+                # Every step goes out, text or not (a character split across steps), so the
+                # per-chunk step figures add up to the final statistics.
+                yield _sse(responder.chunk(event.index, event.chunk))
+            elif event.kind == "choice":
+                finish = responder.finish(event.index, event.stop_reason)
+            event = await job.events.get()
+    except BaseException:
+        status = "499"  # the client left mid-stream, or the server is shutting down
+        raise
+    finally:
+        job.cancel()  # a no-op once done; stops the worker if the client left
+        metrics.requests.labels(endpoint, status).inc()
+        metrics.latency.observe(time.monotonic() - job.arrived)
+
+
+def _closing(finish: dict | None, stats: RequestStats, responder: Responder) -> str:
+    """The stream's last chunks: the last finish chunk, then usage if asked for; the very last
+    one carries the statistics. Then OpenAI's end marker."""
+    chunks = [finish] if finish is not None else []
+    if responder.request.include_usage or not chunks:
+        chunks.append(responder.usage_chunk(stats))
+    chunks[-1] = {**chunks[-1], **stats.fields()}
+    return "".join(_sse(chunk) for chunk in chunks) + _sse("[DONE]")
