@@ -38,7 +38,9 @@ llamacpp: $(VENV)/.llamacpp
 browser:
 	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
 		echo "installing Debian's chromium and chromium-driver for the playground's browser test"; \
-		$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -q chromium chromium-driver >/dev/null; \
+		sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$sudo apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || \
+			{ $$sudo apt-get update -q >/dev/null && $$sudo apt-get install -y -q chromium chromium-driver >/dev/null; }; \
 	fi
 
 # Pull the default model (once), then generate with prompt lookup and print speed and acceptance.
