@@ -56,3 +56,7 @@ class SlowBackend:
         self.forwards += 1
         time.sleep(self.delay)
         return self.inner.forward(*args, **kwargs)
+
+    def forward_rows(self, *args, **kwargs):  # a search's steps
+        time.sleep(self.delay)
+        return self.inner.forward_rows(*args, **kwargs)

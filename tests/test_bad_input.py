@@ -55,6 +55,12 @@ TOO_LONG = "x" * 600  # one token per byte: more than the tiny model's 512-token
 
 CASES = [
     # generate: options that fail before the model loads
+    cli("serve-method-unknown", ["serve", "--model", "{model}", "--method", "warp"], r"unknown method 'warp'"),
+    cli("serve-method-auto", ["serve", "--model", "{model}", "--method", "auto"], r"method 'auto' measures"),
+    cli("serve-port", ["serve", "--model", "{model}", "--port", "70000"], r"--port must be in 1..65535"),
+    cli("serve-max-queue", ["serve", "--model", "{model}", "--max-queue", "-1"], r"--max-queue must be >= 0"),
+    cli("serve-timeout", ["serve", "--model", "{model}", "--timeout", "0"], r"--timeout > 0"),
+    cli("serve-model-unknown", ["serve", "--model", "nosuchmodel"], r"unknown model 'nosuchmodel'"),
     cli("gen-seed-negative", [*GEN, "--seed", "-1"], r"seed must be an integer >= 0, got -1"),
     cli("gen-stop-empty", [*GEN, "--stop", ""], r"stop strings must be non-empty"),
     cli("gen-stdin-not-utf8", ["generate", "-", "--model", "{model}"], r"stdin is not UTF-8.*0xff at offset 0",

@@ -3,6 +3,7 @@ a per-request time limit, and a graceful stop on SIGTERM."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import signal
@@ -113,6 +114,19 @@ def test_the_time_limit(slow):
         assert slow.forwards < 64  # both stopped early
 
 
+def test_the_time_limit_holds_for_a_request_still_in_the_queue(slow):
+    with serving(slow, max_tokens=64, timeout_s=1.0) as url:
+        # A search yields only at its end, so the worker cannot stop it at the time limit.
+        search = {**LONG, "max_tokens": 40, "decoding": {"method": "beam", "options": {"num_beams": 2}}}
+        first = threading.Thread(target=lambda: httpx.post(f"{url}/v1/completions", json=search, timeout=60))
+        first.start()
+        wait_for(lambda: metric(url, "decodekit_requests_running") == 1, "the search to run")
+        queued = httpx.post(f"{url}/v1/completions", json=LONG, timeout=60)
+        assert queued.status_code == 504
+        assert metric(url, "decodekit_requests_running") == 1  # answered while the search still ran
+        first.join(60)
+
+
 def test_sigterm_finishes_the_request_in_flight_then_exits():
     port = free_port()
     root = Path(__file__).parent.parent
@@ -149,3 +163,9 @@ def _up(url: str) -> bool:
         return httpx.get(f"{url}/health").status_code == 200
     except httpx.TransportError:
         return False
+
+
+def test_serve_listens_on_loopback_by_default():
+    from decodekit.cli.serve import serve
+
+    assert inspect.signature(serve).parameters["host"].default.default == "127.0.0.1"

@@ -54,7 +54,7 @@ def serve(
         spec = parse_method(method)
         options = strategy_options(spec.name, spec.options, amateur) if spec.name in STRATEGIES else \
             fill_draft(spec.name, spec.options, draft)
-        default = DecodingChoice.parse(spec.name, options, drafter, param="--method")
+        default = DecodingChoice.parse(spec.name, options, drafter)
         check_backend(backend, dtype, quant, None)
         with stderr.status(f"loading {model}"):
             loaded = load_model(model, backend, dtype=dtype, quant=quant, threads=threads)

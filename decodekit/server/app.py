@@ -144,8 +144,9 @@ async def _json_body(request: Request) -> object:
 
 
 async def _next_event(job: Job, request: Request) -> Event | None:
-    """The job's next event; None (and the job cancelled) if the client has left. Checks for a
-    departed client at least every POLL_S, whether events arrive quickly or not at all."""
+    """The job's next event; None (and the job cancelled) if the client has left, a 504 if the
+    request has run out of time. Checks for a departed client at least every POLL_S, whether
+    events arrive quickly or not at all."""
     try:
         while True:
             if time.monotonic() - job.checked_at >= POLL_S:
@@ -156,7 +157,9 @@ async def _next_event(job: Job, request: Request) -> Event | None:
             try:
                 return await asyncio.wait_for(job.events.get(), POLL_S)
             except TimeoutError:
-                continue
+                if job.expired():  # e.g. still queued behind a search, which cannot stop midway
+                    job.cancel()
+                    raise job.timeout_error() from None
     except BaseException:
         job.cancel()
         raise

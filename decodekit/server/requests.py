@@ -31,18 +31,16 @@ class DecodingChoice:
     drafter: str | None = None
 
     @classmethod
-    def parse(cls, method: str, options: dict[str, OptionValue] | None = None, drafter: str | None = None,
-              param: str = "decoding.method") -> DecodingChoice:
-        """`method` may carry options in brackets ('prompt-lookup[max_draft=8]'); `options` add to them."""
-        try:
-            spec = parse_method(method)
-            choice = cls(spec.name, {**spec.options, **(options or {})}, drafter)
-            if choice.method == "auto":
-                raise DecodekitError("method 'auto' measures methods on sample prompts, which a server request has "
-                                     "not got: run `decodekit generate --method auto` once and serve what it picks")
-            check_decoding(choice.method, dict(choice.options), drafter)
-        except DecodekitError as error:
-            raise ApiError(400, str(error), param) from None
+    def parse(cls, method: str, options: dict[str, OptionValue] | None = None,
+              drafter: str | None = None) -> DecodingChoice:
+        """`method` may carry options in brackets ('prompt-lookup[max_draft=8]'); `options` add
+        to them. Checked without a model: an unknown method or option is a DecodekitError."""
+        spec = parse_method(method)
+        choice = cls(spec.name, {**spec.options, **(options or {})}, drafter)
+        if choice.method == "auto":
+            raise DecodekitError("method 'auto' measures methods on sample prompts, which a server request has "
+                                 "not got: run `decodekit generate --method auto` once and serve what it picks")
+        check_decoding(choice.method, dict(choice.options), drafter)
         return choice
 
     def key(self) -> tuple:
@@ -141,8 +139,11 @@ def _generation(kind: Literal["chat", "completion"], request: ChatRequest | Comp
                 check_grammar(settings.grammar)  # an invalid schema is a 400 now, not after the queue
         except DecodekitError as error:
             raise ApiError(400, str(error), max_tokens_param if name == "max_new_tokens" else name) from None
-    decoding = default if request.decoding is None else DecodingChoice.parse(
-        request.decoding.method, request.decoding.options, request.decoding.drafter)
+    try:
+        decoding = default if request.decoding is None else DecodingChoice.parse(
+            request.decoding.method, request.decoding.options, request.decoding.drafter)
+    except DecodekitError as error:
+        raise ApiError(400, str(error), "decoding.method") from None
     include_usage = request.stream_options is not None and request.stream_options.include_usage
     if request.stream_options is not None and not request.stream:
         raise ApiError(400, "stream_options goes with stream: true", "stream_options")
