@@ -193,3 +193,20 @@ def test_bench_cli_on_llama_cpp_runs_its_own_baselines(tmp_path):
         assert row in report
     records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert {r["backend"] for r in records} == {"decodekit", "llama.cpp"}
+
+
+def test_the_server_serves_the_llamacpp_backend(smollm2):
+    """The server is backend-agnostic: its answer over HTTP is the library's on llama.cpp, and a
+    search method (which needs side-by-side rows llama.cpp does not offer) is a clear 400."""
+    import httpx
+    from serving import serving
+
+    messages = [{"role": "user", "content": PROMPTS[0]}]
+    with serving(smollm2, "smollm2-135m", "prompt-lookup", max_tokens=64) as url:
+        answer = httpx.post(f"{url}/v1/chat/completions", timeout=300,
+                            json={"messages": messages, "max_tokens": 32, "temperature": 0}).json()
+        beam = httpx.post(f"{url}/v1/chat/completions", timeout=300,
+                          json={"messages": messages, "max_tokens": 8, "decoding": {"method": "beam"}})
+    expected = Decoder(smollm2, "prompt-lookup").generate(messages=messages, max_new_tokens=32)
+    assert answer["choices"][0]["message"]["content"] == expected.text
+    assert beam.status_code == 400 and "backend='hf'" in beam.json()["error"]["message"]

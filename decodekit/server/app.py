@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -70,7 +71,8 @@ def create_app(backend: Backend, model_name: str, default: DecodingChoice, *, li
         return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
 
     def authorize(request: Request) -> None:
-        if api_key is not None and request.headers.get("authorization") != f"Bearer {api_key}":
+        given = request.headers.get("authorization", "")
+        if api_key is not None and not secrets.compare_digest(given.encode(), f"Bearer {api_key}".encode()):
             raise ApiError(401, "missing or wrong API key: send the header 'Authorization: Bearer <key>'",
                            kind="authentication_error", headers={"WWW-Authenticate": "Bearer"})
 
