@@ -23,6 +23,7 @@ BAD_SCHEMA = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"ty
 CASES = [
     (CHAT, b'{"messages": [', 400, "not valid JSON", None),
     (CHAT, b"[1, 2]", 400, "must be a JSON object", None),
+    (COMPLETIONS, b'{"prompt": "' + b"a" * (5 * 2**20) + b'"}', 413, "over 4 MiB", None),
     (CHAT, chat(messages=...), 400, "Field required", "messages"),
     (CHAT, chat(messages=[]), 400, "at least 1 item", "messages"),
     (CHAT, chat(messages=[{"role": "wizard", "content": "hi"}]), 400, "Input should be", "messages.0.role"),

@@ -46,6 +46,7 @@ from decodekit.strategies import STRATEGIES
 from decodekit.types import StopReason
 
 POLL_S = 0.1  # how often a waiting handler checks whether its client is still there
+MAX_BODY_BYTES = 4 * 2**20
 
 
 def create_app(backend: Backend, model_name: str, default: DecodingChoice, *, limits: ServerLimits,
@@ -138,11 +139,24 @@ def create_app(backend: Backend, model_name: str, default: DecodingChoice, *, li
 
 
 async def _json_body(request: Request) -> object:
-    raw = await request.body()
+    """The body as JSON, read no further than MAX_BODY_BYTES (a prompt longer than any model's
+    context is far smaller; a client that sends more gets a 413, not a server holding it all)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise _too_large()
+    raw = bytearray()
+    async for piece in request.stream():
+        raw += piece
+        if len(raw) > MAX_BODY_BYTES:
+            raise _too_large()
     try:
         return json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ApiError(400, f"the request body is not valid JSON: {error}") from None
+
+
+def _too_large() -> ApiError:
+    return ApiError(413, f"the request body is over {MAX_BODY_BYTES // 2**20} MiB")
 
 
 async def _next_event(job: Job, request: Request) -> Event | None:
