@@ -14,7 +14,7 @@ from decodekit.api import check_decoding
 from decodekit.backend import Backend
 from decodekit.errors import DecodekitError
 from decodekit.grammar import check as check_grammar
-from decodekit.methods import parse_method
+from decodekit.methods import MethodSpec, parse_method, spec_text
 from decodekit.prompts import check_prompt_ids, conversation_ids
 from decodekit.server.protocol import ApiError, ChatRequest, CompletionRequest, OptionValue, parse
 from decodekit.settings import GenerationSettings
@@ -47,8 +47,7 @@ class DecodingChoice:
         return self.method, repr(sorted(self.options.items())), self.drafter
 
     def label(self) -> str:
-        options = ",".join(f"{key}={value}" for key, value in self.options.items())
-        text = f"{self.method}[{options}]" if options else self.method
+        text = spec_text(MethodSpec(self.method, self.method, dict(self.options)))
         return f"{text}+{self.drafter}" if self.drafter else text
 
 
