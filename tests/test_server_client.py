@@ -134,6 +134,15 @@ def test_decoding_field_chooses_the_method(client, backend):
     assert bracketed.choices[0].message.content == response.choices[0].message.content  # lossless
 
 
+def test_a_strategy_runs_with_the_drafter_the_request_names(client, backend):
+    response = client.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=24, temperature=0,
+                                              extra_body={"decoding": {"method": "dola", "drafter": "prompt-lookup"}})
+    spec = response.model_extra["metrics"]["speculative_decoding"]
+    assert spec["method"] == "dola drafted by prompt-lookup" and spec["num_draft_tokens"] > 0
+    expected = Decoder(backend, "dola", drafter="prompt-lookup").generate(messages=MESSAGES, max_new_tokens=24).text
+    assert response.choices[0].message.content == expected
+
+
 def test_a_search_method_answers_its_best_candidate(client, backend):
     response = client.completions.create(model="tiny", prompt=PROMPT, max_tokens=8,
                                          extra_body={"decoding": {"method": "beam", "options": {"num_beams": 2}}})

@@ -48,7 +48,8 @@ class DecodingChoice:
 
     def label(self) -> str:
         text = spec_text(MethodSpec(self.method, self.method, dict(self.options)))
-        return f"{text}+{self.drafter}" if self.drafter else text
+        # Not "a+b": that spells a merged drafter (copy-spec+token-recycling), not a strategy and its drafter.
+        return f"{text} drafted by {self.drafter}" if self.drafter else text
 
 
 @dataclass(frozen=True)
