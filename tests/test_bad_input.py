@@ -54,13 +54,18 @@ BENCH = ["bench", "--model", "{model}", "--dataset", "{dataset}", "--out", "{out
 TOO_LONG = "x" * 600  # one token per byte: more than the tiny model's 512-token context
 
 CASES = [
-    # generate: options that fail before the model loads
+    # serve: flags that fail before the model loads (or, for the last, while it loads)
     cli("serve-method-unknown", ["serve", "--model", "{model}", "--method", "warp"], r"unknown method 'warp'"),
     cli("serve-method-auto", ["serve", "--model", "{model}", "--method", "auto"], r"method 'auto' measures"),
     cli("serve-port", ["serve", "--model", "{model}", "--port", "70000"], r"--port must be in 1..65535"),
     cli("serve-max-queue", ["serve", "--model", "{model}", "--max-queue", "-1"], r"--max-queue must be >= 0"),
     cli("serve-timeout", ["serve", "--model", "{model}", "--timeout", "0"], r"--timeout > 0"),
+    cli("serve-amateur-without-strategy", ["serve", "--model", "{model}", "--amateur", "x"],
+        r"--amateur goes with a strategy method"),
+    cli("serve-draft-without-draft-method", ["serve", "--model", "{model}", "--draft", "x"],
+        r"--draft is for methods that draft with a second model"),
     cli("serve-model-unknown", ["serve", "--model", "nosuchmodel"], r"unknown model 'nosuchmodel'"),
+    # generate: options that fail before the model loads
     cli("gen-seed-negative", [*GEN, "--seed", "-1"], r"seed must be an integer >= 0, got -1"),
     cli("gen-stop-empty", [*GEN, "--stop", ""], r"stop strings must be non-empty"),
     cli("gen-stdin-not-utf8", ["generate", "-", "--model", "{model}"], r"stdin is not UTF-8.*0xff at offset 0",

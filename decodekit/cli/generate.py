@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import typer
 from rich.console import Console
 
 from decodekit.cli.errors import exit_on_user_error
-from decodekit.cli.options import AMATEUR, BACKEND, DTYPE, QUANT, THREADS, strategy_options
-from decodekit.drafters import METHODS, check_method, fill_draft, takes_draft
+from decodekit.cli.options import AMATEUR, BACKEND, DTYPE, QUANT, THREADS, model_flags
+from decodekit.drafters import METHODS, check_method
 from decodekit.errors import DecodekitError
 from decodekit.grammar import gbnf, grammar_text
-from decodekit.methods import parse_method, spec_text
+from decodekit.methods import parse_method
 from decodekit.models.backends import check_backend
 from decodekit.models.zoo import DEFAULT_MODEL
 from decodekit.prompts import check_text
@@ -78,35 +78,17 @@ def generate(
     with exit_on_user_error():
         text = check_text(_read_stdin() if prompt == "-" else prompt, "the prompt")
         spec = parse_method(method)
-        drafter_name = parse_method(drafter).name if drafter else ""
-        if draft and not (takes_draft(spec.name) or takes_draft(drafter_name)):
-            raise DecodekitError(f"--draft is for methods that draft with a second model "
-                                 f"({', '.join(m for m in METHODS if takes_draft(m))}), not '{spec.name}'")
         searching = spec.name in SEARCHES
+        method_options, drafter = model_flags(method, drafter, amateur, draft)
+        if num_drafts is not None:
+            if spec.name != "superposed":
+                raise DecodekitError(f"--num-drafts goes with --method superposed, not '{spec.name}'")
+            method_options["num_drafts"] = num_drafts
         if searching:
-            if drafter or amateur or draft:
-                raise DecodekitError(f"{spec.name} is a search over the model's own scores: it takes no --drafter, "
-                                     "--amateur or --draft")
-            method_options = dict(spec.options)
-            if num_drafts is not None:
-                if spec.name != "superposed":
-                    raise DecodekitError(f"--num-drafts goes with --method superposed, not '{spec.name}'")
-                method_options["num_drafts"] = num_drafts
             make_search(spec.name, **method_options)
-        elif num_drafts is not None:
-            raise DecodekitError(f"--num-drafts goes with --method superposed, not '{spec.name}'")
         elif spec.name in STRATEGIES:
-            method_options = strategy_options(spec.name, spec.options, amateur)
             make_strategy(spec.name, **method_options)
-            if drafter:
-                drafter_spec = parse_method(drafter)
-                drafter = spec_text(replace(drafter_spec, options=fill_draft(drafter_spec.name, drafter_spec.options,
-                                                                             draft)))
         else:
-            if drafter or amateur:
-                raise DecodekitError(f"--{'drafter' if drafter else 'amateur'} goes with a strategy method "
-                                     f"({', '.join(STRATEGIES)}), not '{spec.name}'")
-            method_options = fill_draft(spec.name, spec.options, draft)
             check_method(spec.name, method_options)
         epsilon_cutoff, eta_cutoff = _cutoffs(sampler, epsilon_cutoff, eta_cutoff, temperature)
         options: GenerateOptions = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,

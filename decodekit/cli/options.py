@@ -25,3 +25,37 @@ def strategy_options(name: str, options: dict, amateur: str | None) -> dict:
     if amateur and not takes:
         raise DecodekitError(f"--amateur is for contrastive-decoding and lol, not '{name}'")
     return {**options, "amateur": amateur} if amateur and "amateur" not in options else options
+
+
+def model_flags(method: str, drafter: str | None, amateur: str | None, draft: str | None) -> tuple[dict, str | None]:
+    """What --drafter, --amateur and --draft give `method` (a spec such as 'mirostat[tau=3]'):
+    its options and its drafter, each flag filled in where it belongs. A flag the method cannot
+    use is an error, never silently dropped. Shared by `generate` and `serve`."""
+    from dataclasses import replace
+
+    from decodekit.drafters import METHODS, fill_draft, takes_draft
+    from decodekit.errors import DecodekitError
+    from decodekit.methods import parse_method, spec_text
+    from decodekit.search import SEARCHES
+    from decodekit.strategies import STRATEGIES
+
+    spec = parse_method(method)
+    drafter_spec = parse_method(drafter) if drafter else None
+    if draft and not (takes_draft(spec.name) or (drafter_spec and takes_draft(drafter_spec.name))):
+        raise DecodekitError(f"--draft is for methods that draft with a second model "
+                             f"({', '.join(m for m in METHODS if takes_draft(m))}), not '{spec.name}'")
+    if spec.name in SEARCHES:
+        if drafter or amateur or draft:
+            raise DecodekitError(f"{spec.name} is a search over the model's own scores: it takes no --drafter, "
+                                 "--amateur or --draft")
+        return dict(spec.options), None
+    if spec.name in STRATEGIES:
+        options = strategy_options(spec.name, spec.options, amateur)
+        if drafter_spec is None:
+            return options, None
+        return options, spec_text(replace(drafter_spec, options=fill_draft(drafter_spec.name, drafter_spec.options,
+                                                                           draft)))
+    if drafter or amateur:
+        raise DecodekitError(f"--{'drafter' if drafter else 'amateur'} goes with a strategy method "
+                             f"({', '.join(STRATEGIES)}), not '{spec.name}'")
+    return fill_draft(spec.name, spec.options, draft), None

@@ -8,13 +8,11 @@ import typer
 from rich.console import Console
 
 from decodekit.cli.errors import exit_on_user_error
-from decodekit.cli.options import AMATEUR, BACKEND, DTYPE, QUANT, THREADS, strategy_options
-from decodekit.drafters import fill_draft
+from decodekit.cli.options import AMATEUR, BACKEND, DTYPE, QUANT, THREADS, model_flags
 from decodekit.errors import DecodekitError
 from decodekit.methods import parse_method
 from decodekit.models.zoo import DEFAULT_MODEL
 from decodekit.settings import DEFAULT_MAX_NEW_TOKENS
-from decodekit.strategies import STRATEGIES
 
 stderr = Console(stderr=True)
 
@@ -51,10 +49,8 @@ def serve(
             raise DecodekitError("--max-queue must be >= 0, --max-tokens-limit >= 1 and --timeout > 0")
         if not 0 < port < 65536:
             raise DecodekitError(f"--port must be in 1..65535, got {port}")
-        spec = parse_method(method)
-        options = strategy_options(spec.name, spec.options, amateur) if spec.name in STRATEGIES else \
-            fill_draft(spec.name, spec.options, draft)
-        default = DecodingChoice.parse(spec.name, options, drafter)
+        options, drafter = model_flags(method, drafter, amateur, draft)
+        default = DecodingChoice.parse(parse_method(method).name, options, drafter)
         check_backend(backend, dtype, quant, None)
         with stderr.status(f"loading {model}"):
             loaded = load_model(model, backend, dtype=dtype, quant=quant, threads=threads)
