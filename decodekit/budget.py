@@ -139,16 +139,12 @@ def best_tree_size(node_probs: list[float], cost: Callable[[int], float]) -> int
     return best
 
 
-def best_subtree(parents: list[int], node_probs: list[float], cost: Callable[[int], float]) -> list[int]:
-    """The nodes of a drafted tree worth verifying, ascending: grown best-first (always the
-    likeliest node whose parent is already in, so the set stays a tree) and cut where expected
-    tokens per unit of cost peak. `node_probs[i]`: P(node i is on the accepted path).
+def best_first(parents: list[int], node_probs: list[float]) -> tuple[list[int], list[float]]:
+    """A tree's nodes in the order best_subtree grows them (always the likeliest node whose
+    parent is already in), each with its probability capped by its parent's.
 
-    A template's or trie's own order is not by value: a deep node on the likeliest branch can
-    be worth more than a shallow sibling, and on a CPU every node must earn its cost.
-
-    >>> best_subtree([-1, -1, 0], [0.9, 0.05, 0.6], LatencyCurve(prior={1: 1.0, 2: 1.1, 4: 1.3}))
-    [0, 2]
+    >>> best_first([-1, -1, 0], [0.9, 0.05, 0.6])
+    ([0, 2, 1], [0.9, 0.6, 0.05])
     """
     kids = children(parents)
     frontier = [(-node_probs[node], node) for node in kids.get(ROOT, [])]
@@ -161,7 +157,96 @@ def best_subtree(parents: list[int], node_probs: list[float], cost: Callable[[in
         for child in kids.get(node, []):
             # A node is never likelier than its parent: the path must get there first.
             heapq.heappush(frontier, (-min(node_probs[child], -negative), child))
+    return order, probs
+
+
+def best_subtree(parents: list[int], node_probs: list[float], cost: Callable[[int], float]) -> list[int]:
+    """The nodes of a drafted tree worth verifying, ascending: grown best-first (always the
+    likeliest node whose parent is already in, so the set stays a tree) and cut where expected
+    tokens per unit of cost peak. `node_probs[i]`: P(node i is on the accepted path).
+
+    A template's or trie's own order is not by value: a deep node on the likeliest branch can
+    be worth more than a shallow sibling, and on a CPU every node must earn its cost.
+
+    >>> best_subtree([-1, -1, 0], [0.9, 0.05, 0.6], LatencyCurve(prior={1: 1.0, 2: 1.1, 4: 1.3}))
+    [0, 2]
+    """
+    order, probs = best_first(parents, node_probs)
     return sorted(order[: best_tree_size(probs, cost)])
+
+
+# A probe may cost at most this many one-token steps: a failed one then wastes at most one step.
+PROBE_COST = 2.0
+
+
+def probe_length(max_len: int, cost: Callable[[int], float]) -> int:
+    """How many tokens a probing draft sends: the length with the best upside (tokens per unit
+    of cost if every drafted token were accepted) among those costing at most PROBE_COST steps,
+    and at least 1. The curve's shape decides, not a constant: where 2 tokens cost as much as 8
+    (fp32 on a CPU without AMX), one probe tests a whole 8-token copy for the price of one token.
+
+    >>> probe_length(16, LatencyCurve(prior={1: 1.0, 2: 1.7, 8: 1.7, 16: 2.3}))
+    11
+    >>> probe_length(16, LatencyCurve(prior={1: 1.0, 2: 1.8, 4: 2.4}))  # steep: one token
+    1
+    """
+    best, best_upside = 1, 0.0
+    for k in range(1, max_len + 1):
+        if k > 1 and cost(1 + k) > PROBE_COST:
+            break
+        upside = (1 + k) / cost(1 + k)
+        if upside > best_upside:
+            best, best_upside = k, upside
+    return min(best, max_len)
+
+
+@dataclass
+class Probe:
+    """When to send a draft that the estimate refuses, so that the estimate can be wrong only
+    for a while.
+
+    A refused draft is never verified, so it teaches nothing: an estimate that starts low (a bad
+    first draft, a steep 2-token step on the machine's curve) would refuse long, accepted copies
+    for good. After `wait` refusals in a row one draft is sent anyway (probe_length decides how
+    much of it). A probe that gets a token through is followed by another at the next refusal,
+    so the estimate climbs at the pace of the evidence; one none of whose tokens is accepted
+    doubles the wait (at least `min_wait`, at most `max_wait`). A failed probe costs at most
+    PROBE_COST - 1 steps, so where drafting never pays the overhead settles below
+    1 / max_wait of the time (1.6%).
+
+    >>> probe = Probe(min_wait=2)
+    >>> [probe.refuse() for _ in range(4)]
+    [False, True, False, True]
+    >>> probe.observe(0); [probe.refuse() for _ in range(4)]
+    [False, False, False, True]
+    """
+
+    min_wait: int = 4
+    max_wait: int = 64
+    wait: int = 0  # refusals before the next probe; starts at min_wait
+    refused: int = 0
+    probing: bool = False
+
+    def __post_init__(self):
+        self.wait = self.wait or self.min_wait
+
+    def refuse(self) -> bool:
+        """A draft was refused: True when it should go out as a probe instead."""
+        self.refused += 1
+        if self.refused < self.wait:
+            return False
+        self.refused, self.probing = 0, True
+        return True
+
+    def drafted(self) -> None:
+        """A draft went out on its merits: the estimate pays again."""
+        self.refused = 0
+
+    def observe(self, num_accepted: int) -> None:
+        """After verifying a draft: a probe's outcome sets the next wait."""
+        if self.probing:
+            self.wait = 1 if num_accepted else min(self.max_wait, max(self.min_wait, 2 * self.wait))
+            self.probing = False
 
 
 @dataclass
@@ -197,8 +282,10 @@ class AcceptanceEstimate:
 
     first: Rate = field(default_factory=Rate)
     cont: Rate = field(default_factory=Rate)
+    probe: Probe = field(default_factory=Probe)
 
     def update(self, num_accepted: int, draft_len: int) -> None:
+        self.probe.observe(num_accepted)
         self.first.update(int(num_accepted > 0), int(num_accepted == 0))
         if num_accepted > 0:
             # Runs are censored at the draft's end: a full acceptance has no miss.
@@ -212,11 +299,16 @@ class AcceptanceEstimate:
         return best_draft_length(self.first.value, self.cont.value, max_len, cost)
 
     def trim(self, tokens: list[int], cost: Callable[[int], float]) -> list[int]:
-        """Cut a chain draft to the length that pays; while nothing pays, drift to the prior."""
-        kept = tokens[: self.best_length(len(tokens), cost)]
-        if tokens and not kept:
+        """Cut a chain draft to the length that pays; while nothing pays, drift to the prior
+        and now and then send a probe (Probe)."""
+        length = self.best_length(len(tokens), cost)
+        if tokens and not length:
             self.forget()
-        return kept
+            if self.probe.refuse():
+                length = probe_length(len(tokens), cost)
+        elif length:
+            self.probe.drafted()
+        return tokens[:length]
 
 
 @dataclass
@@ -236,21 +328,30 @@ class Calibration:
     predicted: float = 1.0
     decay: float = 0.95
     _pending: float = field(default=0.0, repr=False)  # predicted accepted tokens of the last selection
+    probe: Probe = field(default_factory=Probe)
 
     @property
     def factor(self) -> float:
         return min(2.0, max(0.05, self.actual / self.predicted))
 
     def select(self, parents: list[int], node_probs: list[float], cost: Callable[[int], float]) -> list[int]:
-        """best_subtree on calibrated probabilities; remembers what it predicted for `observe`."""
-        kept = best_subtree(parents, [self.factor * p for p in node_probs], cost)
-        self._pending = sum(node_probs[i] for i in kept)
-        if node_probs and not kept:
+        """best_subtree on calibrated probabilities; remembers what it predicted for `observe`.
+        While no node pays, now and then the likeliest nodes go out as a probe (Probe)."""
+        order, probs = best_first(parents, [self.factor * p for p in node_probs])
+        size = best_tree_size(probs, cost)
+        if node_probs and not size:
             self.forget()
+            if self.probe.refuse():
+                size = probe_length(len(order), cost)
+        elif size:
+            self.probe.drafted()
+        kept = sorted(order[:size])
+        self._pending = sum(node_probs[i] for i in kept)
         return kept
 
     def observe(self, num_accepted: int) -> None:
         """After verifying the last selection (a non-empty draft)."""
+        self.probe.observe(num_accepted)
         self.update(self._pending, num_accepted)
 
     def update(self, predicted: float, actual: float) -> None:

@@ -5,10 +5,12 @@ from decodekit.budget import (
     Budget,
     Calibration,
     LatencyCurve,
+    Probe,
     Rate,
     best_draft_length,
     best_subtree,
     expected_tokens,
+    probe_length,
 )
 
 FLAT = LatencyCurve(prior={1: 1.0, 128: 1.0})  # a GPU-like curve: extra tokens are free
@@ -117,3 +119,109 @@ def test_calibration_drifts_back_while_nothing_is_drafted():
     for _ in range(1000):
         calibration.forget()
     assert calibration.factor == pytest.approx(1.0, abs=0.05)
+
+
+# Fake curves with the shapes measured on the project's machines (../DESIGN.md, issue 22), so the
+# cost rule's behaviour on every machine is tested on any machine.
+EPYC_FP32 = LatencyCurve(prior={1: 1.0, 2: 1.71, 4: 1.71, 8: 1.71, 16: 2.24, 32: 2.36})  # steep step, then flat
+EPYC_LLAMA_Q4_1 = LatencyCurve(prior={1: 1.0, 2: 1.80, 4: 2.41, 8: 3.81, 16: 6.73})  # steep everywhere
+XEON_BF16 = LatencyCurve(prior={1: 1.0, 4: 0.92, 16: 0.89, 64: 2.04})  # flat, even cheaper than one token
+CURVES = {"epyc-fp32": EPYC_FP32, "epyc-llama-q4_1": EPYC_LLAMA_Q4_1, "xeon-bf16": XEON_BF16, "flat": FLAT,
+          "steep": STEEP}
+
+
+def pessimistic() -> AcceptanceEstimate:
+    """An estimate after a bad start: its first drafts were all rejected."""
+    estimate = AcceptanceEstimate()
+    for _ in range(5):
+        estimate.update(0, 8)
+    return estimate
+
+
+def run_copies(estimate: AcceptanceEstimate, cost, steps: int, accept_all: bool) -> list[int]:
+    """Draft lengths sent over `steps` steps of a 16-token proposal that the model accepts in
+    full (a long, correct copy) or not at all."""
+    sent = []
+    for _ in range(steps):
+        tokens = estimate.trim(list(range(16)), cost)
+        if tokens:
+            estimate.update(len(tokens) if accept_all else 0, len(tokens))
+        sent.append(len(tokens))
+    return sent
+
+
+@pytest.mark.parametrize("curve", ["epyc-fp32", "epyc-llama-q4_1"])
+def test_a_bad_start_does_not_switch_drafting_off_for_good(curve):
+    cost = CURVES[curve]
+    estimate = pessimistic()
+    assert estimate.trim(list(range(16)), cost) == []  # the estimate alone refuses
+    sent = run_copies(estimate, cost, 100, accept_all=True)
+    first = next(i for i, n in enumerate(sent) if n)
+    assert first < 10  # a probe went out soon
+    assert all(sent[first:])  # each accepted probe is followed by another until drafts pay
+    assert sent[-1] == 16  # and the whole copy goes out
+
+
+@pytest.mark.parametrize("curve", ["xeon-bf16", "flat"])
+def test_flat_curves_draft_even_after_a_bad_start(curve):
+    assert pessimistic().trim(list(range(16)), CURVES[curve])  # extra tokens cost (next to) nothing
+
+
+def test_where_drafting_never_pays_probes_stay_rare():
+    estimate = pessimistic()
+    sent = run_copies(estimate, EPYC_FP32, 1000, accept_all=False)
+    probes = sum(1 for n in sent if n)
+    # waits of 4, 8, 16, 32, then 64 refusals: about 19 probes in 1000 steps, never none
+    assert 10 <= probes <= 20
+    assert max(sent) <= probe_length(16, EPYC_FP32)
+
+
+def test_steep_curves_refuse_until_a_probe_succeeds():
+    # Every token costs a full step, so even all-accepted copies only break even: the estimate
+    # refuses, and the probes keep testing it, each sending one token.
+    estimate = pessimistic()
+    sent = run_copies(estimate, STEEP, 40, accept_all=False)
+    assert set(sent) == {0, 1}
+
+
+@pytest.mark.parametrize("curve, expected", [
+    ("epyc-fp32", 11),  # 12 tokens cost 2 steps: one probe tests a long copy
+    ("epyc-llama-q4_1", 1),  # 2 tokens already cost 1.8 steps
+    ("xeon-bf16", 16),  # flat: the whole proposal
+    ("flat", 16),
+    ("steep", 1),
+])
+def test_probe_length_follows_the_curve_shape(curve, expected):
+    assert probe_length(16, CURVES[curve]) == expected
+    assert probe_length(3, CURVES[curve]) <= 3
+
+
+def test_probe_waits_back_off_and_reset():
+    probe = Probe(min_wait=2, max_wait=8)
+    waits = []
+    for outcome in [0, 0, 0, 0, 1, 0]:
+        count = 1
+        while not probe.refuse():
+            count += 1
+        waits.append(count)
+        probe.observe(outcome)
+    assert waits == [2, 4, 8, 8, 8, 1]  # a probe that got a token through is followed by another
+    assert probe.wait == 2  # after the last failure: back to at least min_wait
+    probe.refuse()
+    probe.drafted()  # a draft sent on its merits restarts the count
+    assert [probe.refuse() for _ in range(2)] == [False, True]
+
+
+def test_tree_calibration_probes_the_likeliest_nodes():
+    calibration = Calibration()
+    parents, probs = [-1, -1, 0, 2], [0.02, 0.01, 0.015, 0.01]  # nothing pays
+    sizes = []
+    for _ in range(4):
+        kept = calibration.select(parents, probs, EPYC_FP32)
+        sizes.append(len(kept))
+    assert sizes == [0, 0, 0, 4]  # the fourth refusal goes out whole (4 nodes cost under 2 steps)
+    calibration.observe(0)  # the probe failed: the wait doubles
+    sizes = [len(calibration.select(parents, probs, EPYC_LLAMA_Q4_1)) for _ in range(8)]
+    assert sizes == [0] * 7 + [1]  # on a steep curve a probe is the likeliest node alone
+    calibration.observe(1)  # the probe's token was accepted: the next refusal probes again
+    assert calibration.select(parents, probs, EPYC_LLAMA_Q4_1) == [0]
