@@ -189,6 +189,8 @@ class Decoder:
                 spans = [span for span in spans if span.text]
                 text = "".join(span.text for span in spans)
                 stats.wall_s = time.perf_counter() - start
+                if stats.steps == 1:
+                    stats.prefill_s, stats.prefill_tokens = stats.wall_s, len(step.tokens)
                 if stops.stopped:
                     stats.stop_reason = "stop"
                     yield Chunk(text, step, spans)

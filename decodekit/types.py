@@ -170,6 +170,10 @@ class GenerationStats:
     new_tokens: int = 0
     steps: int = 0
     wall_s: float = 0.0
+    # The first step: the prompt's forward (the prefill) and the tokens it committed. The rest
+    # of wall_s is decoding proper, where speculation acts.
+    prefill_s: float = 0.0
+    prefill_tokens: int = 0
     draft_s: float = 0.0
     forward_s: float = 0.0
     other_s: float = 0.0
@@ -186,6 +190,12 @@ class GenerationStats:
     @property
     def tokens_per_s(self) -> float:
         return self.new_tokens / self.wall_s if self.wall_s > 0 else 0.0
+
+    @property
+    def decode_tokens_per_s(self) -> float:
+        """Tokens/s after the first step: the speed without the prompt's prefill."""
+        seconds = self.wall_s - self.prefill_s
+        return (self.new_tokens - self.prefill_tokens) / seconds if seconds > 0 else 0.0
 
     @property
     def tau(self) -> float:
@@ -217,6 +227,8 @@ class GenerationStats:
             "steps": self.steps,
             "wall_s": round(self.wall_s, 4),
             "tokens_per_s": round(self.tokens_per_s, 3),
+            "prefill_s": round(self.prefill_s, 4),
+            "decode_tokens_per_s": round(self.decode_tokens_per_s, 3),
             "tau": round(self.tau, 3),
             "acceptance_rate": round(self.acceptance_rate, 3),
             "accepted_hist": self.accepted_hist,

@@ -57,3 +57,12 @@ def test_ar_and_prompt_lookup_agree_through_the_api():
     b = Decoder(backend, "prompt-lookup").generate("hello hello hello", max_new_tokens=50)
     assert a.token_ids == b.token_ids
     assert b.stats.steps <= a.stats.steps
+
+
+def test_stats_time_the_prefill_apart_from_decoding(decoder):
+    stats = decoder.generate("abcabcabc", max_new_tokens=30).stats
+    assert 0 < stats.prefill_s < stats.wall_s
+    assert 1 <= stats.prefill_tokens <= stats.new_tokens
+    decode_s = stats.wall_s - stats.prefill_s
+    assert stats.decode_tokens_per_s == pytest.approx((stats.new_tokens - stats.prefill_tokens) / decode_s)
+    assert stats.as_dict()["prefill_s"] == round(stats.prefill_s, 4)

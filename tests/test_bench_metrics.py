@@ -270,3 +270,33 @@ def test_agreement_is_agreed_over_compared_tokens_summed_over_records():
     summary = summarize([record(1, "a", "ar", [turn(4, 1.0)]), *records])
     assert summary.cell("skip", OVERALL).agreement == pytest.approx(0.8)
     assert summary.cell("ar", OVERALL).agreement is None
+
+
+def timed(tokens, seconds, prefill_s, prefill_tokens=1):
+    return TurnResult(prompt_tokens=10, new_tokens=tokens, wall_s=seconds, token_ids=list(range(tokens)), text="x",
+                      prefill_s=prefill_s, prefill_tokens=prefill_tokens)
+
+
+def test_decode_only_speeds_leave_the_first_step_out():
+    records = [
+        # AR: 11 tokens in 2.0 s, 1.0 s of it the prefill -> decode 10 tokens / 1.0 s = 10 tok/s
+        record(1, "a", "ar", [timed(11, 2.0, 1.0)]),
+        # pl: its first step committed 3 tokens; 11 tokens in 1.5 s -> decode 8 tokens / 0.5 s = 16 tok/s
+        record(1, "a", "pl", [timed(11, 1.5, 1.0, prefill_tokens=3)]),
+        # a baseline that timed no prefill has no decode-only figures
+        record(1, "a", "hf-greedy", [turn(11, 2.2)], backend="hf"),
+    ]
+    summary = summarize(records)
+    ar, pl, hf = (summary.cell(m, OVERALL) for m in ("ar", "pl", "hf-greedy"))
+    assert ar.decode_tokens_per_s == pytest.approx(10.0)
+    assert pl.decode_tokens_per_s == pytest.approx(16.0)
+    assert pl.speedup == pytest.approx(2.0 / 1.5)  # end to end: (11 / 1.5) / (11 / 2.0)
+    assert pl.decode_speedup == pytest.approx(1.6)  # decode-only: 16 / 10
+    assert pl.prefill_share == pytest.approx(1.0 / 1.5)
+    assert summary.mean_category_speedup("pl", "decode_speedup") == pytest.approx(1.6)
+    assert (hf.decode_tokens_per_s, hf.decode_speedup, hf.prefill_share) == (None, None, None)
+
+
+def test_decode_speed_sums_over_turns():
+    rec = record(1, "a", "ar", [timed(5, 1.0, 0.5), timed(9, 2.0, 1.0)])
+    assert rec.decode_tokens_per_s == pytest.approx((4 + 8) / (0.5 + 1.0))

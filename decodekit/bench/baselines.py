@@ -53,14 +53,22 @@ def baseline_runner(name: str, backend: Backend, max_new_tokens: int, sampling: 
     return _llama_runner(name, backend, max_new_tokens, sampling, seed)
 
 
-def _timed(backend: Backend, generate: Callable[[list[int]], list[int]]) -> TurnRunner:
+# generate(prompt_ids, on_first_token) -> new token ids; it calls on_first_token() once, as soon
+# as the first new token exists, so the prefill can be timed apart from the decoding.
+Generate = Callable[[list[int], Callable[[], None]], list[int]]
+
+
+def _timed(backend: Backend, generate: Generate) -> TurnRunner:
     def run(prompt_ids: list[int]) -> TurnResult:
+        first: list[float] = []
         start = time.perf_counter()
-        ids = generate(prompt_ids)
+        ids = generate(prompt_ids, lambda: first.append(time.perf_counter()) if not first else None)
         backend.synchronize()
         wall = time.perf_counter() - start
+        # Both libraries' first step commits one token (their prompt lookup drafts from step 2).
+        prefill = first[0] - start if first and ids else None
         return TurnResult(prompt_tokens=len(prompt_ids), new_tokens=len(ids), wall_s=wall, token_ids=ids,
-                          text=backend.decode(ids))
+                          text=backend.decode(ids), prefill_s=prefill, prefill_tokens=1 if prefill is not None else None)
 
     return run
 
@@ -73,11 +81,12 @@ def _hf_runner(name: str, backend, max_new_tokens: int, sampling: SamplingConfig
         raise DecodekitError("hf-assisted needs a draft model: pass --draft NAME")
     lookup = 10 if name == "hf-prompt-lookup" else None
     assistant = draft if name == "hf-assisted" else None
-    return _timed(backend, lambda ids: hf_generate(backend, ids, max_new_tokens, sampling, seed, lookup, assistant))
+    return _timed(backend, lambda ids, on_first: hf_generate(backend, ids, max_new_tokens, sampling, seed, lookup,
+                                                             assistant, on_first))
 
 
 def _llama_runner(name: str, backend, max_new_tokens: int, sampling: SamplingConfig, seed: int) -> TurnRunner:
     from decodekit.models.llamacpp.baseline import LOOKUP_TOKENS, LlamaCppOwn
 
     own = LlamaCppOwn(backend, lookup=LOOKUP_TOKENS if name == "llama-prompt-lookup" else None)
-    return _timed(backend, lambda ids: own.generate(ids, max_new_tokens, sampling, seed))
+    return _timed(backend, lambda ids, on_first: own.generate(ids, max_new_tokens, sampling, seed, on_first))

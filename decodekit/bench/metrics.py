@@ -13,7 +13,10 @@ The arithmetic, spelled out once (tests/test_bench_metrics.py checks each line b
 - acceptance rate = accepted draft tokens / drafted tokens, summed over turns;
 - τ = new tokens / verification steps, summed over every turn that reports steps (a ratio of
   sums, not a mean of per-turn ratios: long answers weigh more, as they do in wall time);
-- the time split = draft / forward / other seconds, each over their sum.
+- the time split = draft / forward / other seconds, each over their sum;
+- decode-only: the same speeds and speedups with each turn's first step (the prompt's prefill
+  and the tokens it committed) left out, so what speculation changes is seen apart from what
+  every method pays alike; prefill share = prefill seconds over wall seconds.
 
 The overall cell pools all questions; `Summary.mean_category_speedup` is the other common
 reading, the unweighted mean of the per-category speedups.
@@ -55,6 +58,11 @@ class Cell:
     acceptance_rate: float | None = None  # accepted / drafted draft tokens; None: nothing drafted
     perplexity: float | None = None  # of the output under the full model (AR and lossy methods)
     agreement: float | None = None  # lossy methods: share of AR's tokens reproduced before diverging
+    # Decode-only (after each turn's first step); None where the prefill was not timed.
+    decode_tokens_per_s: float | None = None
+    decode_speedup: float | None = None
+    decode_speedup_fastest_ar: float | None = None
+    prefill_share: float | None = None  # prefill seconds / wall seconds
 
     @property
     def identical_rate(self) -> float | None:
@@ -74,10 +82,11 @@ class Summary:
     def get(self, method: str, category: str) -> Cell | None:
         return self.cells.get((method, category))
 
-    def mean_category_speedup(self, method: str) -> float | None:
-        """Unweighted mean of the per-category speedups; None unless every category has one."""
+    def mean_category_speedup(self, method: str, which: str = "speedup") -> float | None:
+        """Unweighted mean of the per-category speedups (`which`: a Cell's speedup field, e.g.
+        "decode_speedup"); None unless every category has one."""
         cells = [self.get(method, c) for c in self.categories]
-        speedups = [cell.speedup for cell in cells if cell is not None and cell.speedup is not None]
+        speedups = [getattr(cell, which) for cell in cells if cell is not None and getattr(cell, which) is not None]
         if not cells or len(speedups) < len(cells):
             return None  # a mean over some categories only would not compare with the others
         return mean(speedups)
@@ -126,7 +135,23 @@ def make_cell(method: str, category: str, records: list[QuestionRecord],
         bugs=sum(1 for r in records if r.divergence is not None and r.divergence.is_bug),
         time_split=time_split(turns), acceptance_rate=acceptance_rate(turns), perplexity=perplexity(turns),
         agreement=agreement(records),
+        decode_tokens_per_s=_mean_or_none([r.decode_tokens_per_s for r in records]),
+        decode_speedup=speedup(records, reference, decode=True),
+        decode_speedup_fastest_ar=speedup(records, reference if fastest is None else fastest, decode=True),
+        prefill_share=prefill_share(turns),
     )
+
+
+def _mean_or_none(values: list[float | None]) -> float | None:
+    return None if not values or any(v is None for v in values) else mean(v for v in values if v is not None)
+
+
+def prefill_share(turns: list[TurnResult]) -> float | None:
+    """Prefill seconds over wall seconds; None unless every turn timed its prefill."""
+    if not turns or any(t.prefill_s is None for t in turns):
+        return None
+    wall = sum(t.wall_s for t in turns)
+    return sum(t.prefill_s or 0.0 for t in turns) / wall if wall > 0 else None
 
 
 def perplexity(turns: list[TurnResult]) -> float | None:
@@ -149,13 +174,19 @@ def acceptance_rate(turns: list[TurnResult]) -> float | None:
     return accepted / drafted if drafted else None
 
 
-def speedup(records: list[QuestionRecord], reference: dict[tuple[str, int | str], QuestionRecord]) -> float | None:
-    """Mean per-question tokens/s over the questions AR also answered, divided by AR's."""
+def speedup(records: list[QuestionRecord], reference: dict[tuple[str, int | str], QuestionRecord],
+            decode: bool = False) -> float | None:
+    """Mean per-question tokens/s over the questions AR also answered, divided by AR's;
+    `decode`: decode-only speeds (None where either side did not time its prefill)."""
     paired = [r for r in records if _key(r) in reference]
     if not paired:
         return None
-    ar_speed = mean(reference[_key(r)].tokens_per_s for r in paired)
-    return mean(r.tokens_per_s for r in paired) / ar_speed if ar_speed > 0 else None
+    if not decode:
+        ar_speed = mean(reference[_key(r)].tokens_per_s for r in paired)
+        return mean(r.tokens_per_s for r in paired) / ar_speed if ar_speed > 0 else None
+    mine = _mean_or_none([r.decode_tokens_per_s for r in paired])
+    theirs = _mean_or_none([reference[_key(r)].decode_tokens_per_s for r in paired])
+    return mine / theirs if mine is not None and theirs else None
 
 
 def _key(record: QuestionRecord) -> tuple[str, int | str]:

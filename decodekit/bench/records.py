@@ -33,10 +33,22 @@ class TurnResult:
     draft_s: float | None = None
     forward_s: float | None = None
     other_s: float | None = None
+    # Time until the first tokens were out (the prompt's prefill and the first step), and how
+    # many that first step committed; what remains of wall_s is decoding. None: not measured.
+    prefill_s: float | None = None
+    prefill_tokens: int | None = None
 
     @property
     def tokens_per_s(self) -> float:
         return self.new_tokens / self.wall_s if self.wall_s > 0 else 0.0
+
+    @property
+    def decode_s(self) -> float | None:
+        return None if self.prefill_s is None else max(0.0, self.wall_s - self.prefill_s)
+
+    @property
+    def decode_tokens(self) -> int | None:
+        return None if self.prefill_tokens is None else self.new_tokens - self.prefill_tokens
 
 
 @dataclass
@@ -79,6 +91,16 @@ class QuestionRecord:
     @property
     def tokens_per_s(self) -> float:
         return self.new_tokens / self.wall_s if self.wall_s > 0 else 0.0
+
+    @property
+    def decode_tokens_per_s(self) -> float | None:
+        """Tokens after each turn's first step over the time they took; None unless every turn
+        measured its prefill (or when nothing was decoded after it)."""
+        if any(t.prefill_s is None for t in self.turns):
+            return None
+        seconds = sum(t.decode_s or 0.0 for t in self.turns)
+        tokens = sum(t.decode_tokens or 0 for t in self.turns)
+        return tokens / seconds if seconds > 0 and tokens > 0 else None
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))

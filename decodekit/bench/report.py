@@ -64,6 +64,7 @@ def _fmt_hist(cell: Cell) -> str:
 # What each per-category table shows, and how one cell reads.
 CATEGORY_METRICS: dict[str, Callable[[Cell | None], str]] = {
     "speedup": lambda c: _fmt(c.speedup if c else None, ".2f", "×"),
+    "decode_speedup": lambda c: _fmt(c.decode_speedup if c else None, ".2f", "×"),
     "tokens_per_s": lambda c: _fmt(c.tokens_per_s if c else None, ".1f"),
     "tau": lambda c: _fmt(c.tau if c else None, ".2f"),
     "identical": _fmt_identical,
@@ -78,8 +79,8 @@ def category_rows(summary: Summary, metric: str, labels: bool = True) -> list[li
         overall = summary.cell(method, OVERALL)
         row = [(method_label if labels else short_label)(method, overall.backend)]
         row += [show(summary.get(method, c)) for c in [*summary.categories, OVERALL]]
-        if metric == "speedup":
-            row.append(_fmt(summary.mean_category_speedup(method), ".2f", "×"))
+        if metric in ("speedup", "decode_speedup"):
+            row.append(_fmt(summary.mean_category_speedup(method, metric), ".2f", "×"))
         rows.append(row)
     return rows
 
@@ -101,6 +102,24 @@ def detail_rows(summary: Summary, labels: bool = True) -> list[list[str]]:
 
 DETAIL_HEADER = ["method", "new tokens", "wall s", "speedup vs AR", "vs fastest AR", "steps", "τ", "acceptance",
                  "tokens per step: steps", "identical to AR", "time draft / forward / other"]
+
+
+def prefill_rows(summary: Summary, labels: bool = True) -> list[list[str]]:
+    """One row per method over all categories: end-to-end next to decode-only."""
+    rows = []
+    for method in summary.methods:
+        cell = summary.cell(method, OVERALL)
+        rows.append([
+            (method_label if labels else short_label)(method, cell.backend),
+            _fmt(cell.tokens_per_s, ".1f"), _fmt(cell.speedup, ".2f", "×"), _fmt(cell.speedup_fastest_ar, ".2f", "×"),
+            _fmt(cell.decode_tokens_per_s, ".1f"), _fmt(cell.decode_speedup, ".2f", "×"),
+            _fmt(cell.decode_speedup_fastest_ar, ".2f", "×"), _fmt(cell.prefill_share, ".0%"),
+        ])
+    return rows
+
+
+PREFILL_HEADER = ["method", "tok/s", "speedup vs AR", "vs fastest AR", "decode tok/s", "decode speedup vs AR",
+                  "decode vs fastest AR", "time in prefill"]
 
 
 def divergence_rows(records: list[QuestionRecord]) -> list[list[str]]:
@@ -144,6 +163,14 @@ def render_markdown(summary: Summary, records: list[QuestionRecord], machine: di
         "Ratio of mean per-question tokens/s (Spec-Bench's definition), on the same questions, in one "
         "process; `overall` pools every question, the last column is the mean of the category speedups.",
         markdown_table(["method", *categories, "mean of categories"], category_rows(summary, "speedup")),
+        "## Decode-only speedup vs decodekit AR\n\n"
+        "The same ratio with each turn's first step left out: the prompt's prefill, which every method pays "
+        "alike, and the tokens that step committed.",
+        markdown_table(["method", *categories, "mean of categories"], category_rows(summary, "decode_speedup")),
+        "## Prefill and decode, all categories\n\n"
+        "End to end next to decode-only (tokens after each turn's first step over the time after it); "
+        "time in prefill: the first steps' share of the wall time.",
+        markdown_table(PREFILL_HEADER, prefill_rows(summary)),
         "## Tokens/s (mean per question)",
         markdown_table(["method", *categories], category_rows(summary, "tokens_per_s")),
         "## τ: tokens committed per verification step\n\n"

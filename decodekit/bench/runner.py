@@ -150,6 +150,8 @@ class MethodRunner:
         # Same prompt, same greedy/seeded output: keep the first, time with the median.
         first = results[0]
         first.wall_s = statistics.median(r.wall_s for r in results)
+        if first.prefill_s is not None:
+            first.prefill_s = statistics.median(r.prefill_s or 0.0 for r in results)
         return first
 
 
@@ -169,7 +171,8 @@ def decodekit_runner(backend: Backend, spec: MethodSpec, settings: BenchSettings
                           token_ids=result.token_ids, text=result.text, steps=stats.steps,
                           accepted_hist=dict(stats.accepted_hist), drafted_tokens=stats.drafted_tokens,
                           draft_s=stats.draft_s,
-                          forward_s=stats.forward_s, other_s=stats.other_s)
+                          forward_s=stats.forward_s, other_s=stats.other_s, prefill_s=stats.prefill_s,
+                          prefill_tokens=stats.prefill_tokens)
 
     return MethodRunner(run, decoder)
 

@@ -6,6 +6,8 @@ exactness tests compare decodekit's greedy tokens with its.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from decodekit.errors import DecodekitError
 from decodekit.models.llamacpp.backend import LlamaCppBackend
 from decodekit.models.llamacpp.library import lib
@@ -31,8 +33,9 @@ class LlamaCppOwn:
                          logits_all=draft is not None, verbose=False)
 
     def generate(self, prompt_ids: list[int], max_new_tokens: int, sampling: SamplingConfig | None = None,
-                 seed: int = 0) -> list[int]:
-        """New token ids, ending with the EOS token when one came (as decodekit's output does)."""
+                 seed: int = 0, on_first_token: Callable[[], None] | None = None) -> list[int]:
+        """New token ids, ending with the EOS token when one came (as decodekit's output does).
+        `on_first_token` is called once the first new token exists."""
         sampling = sampling or SamplingConfig()
         if sampling.epsilon_cutoff or sampling.eta_cutoff:
             raise DecodekitError("llama-cpp-python's own sampler has no epsilon or eta cutoff: "
@@ -46,6 +49,8 @@ class LlamaCppOwn:
                                    top_p=sampling.top_p, min_p=sampling.min_p, typical_p=sampling.typical_p,
                                    repeat_penalty=1.0, frequency_penalty=0.0, presence_penalty=0.0, reset=True)
         for token in tokens:
+            if not out and on_first_token is not None:
+                on_first_token()
             out.append(token)
             if token in self.backend.eos_token_ids or len(out) >= max_new_tokens:
                 break
