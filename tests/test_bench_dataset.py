@@ -1,7 +1,10 @@
 """Loading questions: Spec-Bench's own file and crafted good and bad files."""
 
+import importlib
+import inspect
 import json
 import re
+import sys
 from collections import Counter
 
 import pytest
@@ -130,3 +133,33 @@ def test_the_packaged_spec_bench_file():
     sample = load_questions("spec-bench", categories=["translation", "rag"], per_category=3)
     assert [q.category for q in sample] == ["translation"] * 3 + ["rag"] * 3
     assert [q.question_id for q in sample[:3]] == [q.question_id for q in questions if q.category == "translation"][:3]
+
+
+def test_the_copy_heavy_set_ships_with_its_licenses():
+    questions = load_questions(dataset.COPY_HEAVY)
+    assert Counter(q.category for q in questions) == {c: 10 for c in
+                                                       ("code_editing", "multi_turn", "rewriting", "summarization",
+                                                        "rag")}
+    assert all(len(q.turns) == (2 if q.category == "multi_turn" else 1) for q in questions)
+    folder = dataset.packaged_path(dataset.COPY_HEAVY).parent
+    assert "Python Software Foundation" in (folder / "LICENSE-PSF.txt").read_text()
+    assert "Apache License" in (folder / "LICENSE-Apache-2.0.txt").read_text()
+    assert (folder / "README.md").is_file()
+    # Its summarization and rag questions are Spec-Bench's own, unchanged.
+    spec_bench = {q.turns[0] for q in load_questions(categories=["summarization", "rag"])}
+    assert all(q.turns[0] in spec_bench for q in questions if q.category in ("summarization", "rag"))
+
+
+@pytest.mark.skipif(sys.version_info[:2] != (3, 11), reason="the set quotes CPython 3.11's standard library")
+def test_the_copy_heavy_code_questions_quote_the_functions_they_name():
+    rows = [json.loads(line) for line in dataset.packaged_path(dataset.COPY_HEAVY).read_text().splitlines()]
+    for row in rows:
+        if row["category"] in ("code_editing", "multi_turn"):
+            module, _, name = row["source"].rpartition(".")
+            try:
+                obj = getattr(importlib.import_module(module), name)
+            except ImportError:  # a method: module.Class.method
+                module, _, owner = module.rpartition(".")
+                obj = getattr(getattr(importlib.import_module(module), owner), name)
+            body = inspect.getsource(obj).strip().splitlines()[-1].strip()
+            assert body in row["turns"][0], row["question_id"]

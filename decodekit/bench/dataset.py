@@ -20,6 +20,10 @@ MT_BENCH_SUBCATEGORIES = ("writing", "roleplay", "reasoning", "math", "coding", 
 SPEC_BENCH_CATEGORIES = (MT_BENCH, "translation", "summarization", "qa", "math_reasoning", "rag")
 # Spec-Bench's questions ship inside the package (Apache-2.0; see data/spec_bench/README.md).
 SPEC_BENCH = "spec-bench"
+# So does the copy-heavy set: code editing, rewriting, multi-turn edits, summaries and answers
+# from a document, where the answer repeats its input (data/copy_heavy/README.md).
+COPY_HEAVY = "copy-heavy"
+PACKAGED = {SPEC_BENCH: "spec_bench", COPY_HEAVY: "copy_heavy"}
 
 
 @dataclass
@@ -33,9 +37,14 @@ class Question:
     reference: list[str] | None = None
 
 
+def packaged_path(name: str = SPEC_BENCH) -> Path:
+    """A packaged set's question.jsonl (`name` a key of PACKAGED): present wherever decodekit is installed."""
+    return Path(str(resources.files("decodekit.bench") / "data" / PACKAGED[name] / "question.jsonl"))
+
+
 def spec_bench_path() -> Path:
-    """The packaged copy of Spec-Bench's question.jsonl: present wherever decodekit is installed."""
-    return Path(str(resources.files("decodekit.bench") / "data" / "spec_bench" / "question.jsonl"))
+    """The packaged copy of Spec-Bench's question.jsonl."""
+    return packaged_path(SPEC_BENCH)
 
 
 def load_questions(source: str = SPEC_BENCH, categories: list[str] | None = None,
@@ -44,7 +53,7 @@ def load_questions(source: str = SPEC_BENCH, categories: list[str] | None = None
     `per_category` keeps the first N of each requested name (of each category when none is)."""
     if per_category is not None and per_category < 1:
         raise DecodekitError(f"questions per category must be >= 1, got {per_category}")
-    path = spec_bench_path() if source == SPEC_BENCH else Path(source)
+    path = packaged_path(source) if source in PACKAGED else Path(source)
     questions = read_questions(path)
     wanted = list(dict.fromkeys(c.strip() for c in categories or [] if c.strip()))
     if wanted:
@@ -65,7 +74,7 @@ def load_questions(source: str = SPEC_BENCH, categories: list[str] | None = None
 def read_questions(path: Path) -> list[Question]:
     """Every question in a Spec-Bench-format JSONL file, validated line by line."""
     if not path.is_file():
-        raise DecodekitError(f"dataset file not found: {path} (--dataset takes 'spec-bench' or a JSONL file "
+        raise DecodekitError(f"dataset file not found: {path} (--dataset takes 'spec-bench', 'copy-heavy' or a JSONL file "
                              "with question_id, category and turns on each line)")
     try:
         raw = path.read_bytes()

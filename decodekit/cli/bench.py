@@ -29,7 +29,9 @@ def bench(
                                                   "'token-recycling[adaptive=false]' (a method may be listed with "
                                                   f"different options). Default: {DEFAULT_METHODS['hf']} "
                                                   f"(llama.cpp: {DEFAULT_METHODS['llama.cpp']})."),
-    dataset: str = typer.Option("spec-bench", help="'spec-bench' or a JSONL file in Spec-Bench's format."),
+    dataset: str = typer.Option("spec-bench", help="'spec-bench', 'copy-heavy' (code editing, rewriting, "
+                                "multi-turn edits, summaries, answers from a document) or a JSONL file in "
+                                "Spec-Bench's format."),
     categories: str | None = typer.Option(None, help="Comma-separated categories (default: all)."),
     per_category: int | None = typer.Option(None, help="Questions per category (default: all; --quick: 2)."),
     max_new_tokens: int | None = typer.Option(None, help="Tokens per answer (default 128; --quick: 64)."),
