@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
-PROMPT ?= Rewrite this Python function with type hints and a docstring, keeping the logic:\n\ndef moving_average(values, window):\n    result = []\n    for i in range(len(values) - window + 1):\n        chunk = values[i:i + window]\n        result.append(sum(chunk) / window)\n    return result
+PROMPT ?= Add type hints to this Python function. Keep the names, the docstring and the logic unchanged, and return the whole function:\n\ndef moving_average(values, window):\n    """Return the averages of every run of `window` consecutive values."""\n    result = []\n    for i in range(len(values) - window + 1):\n        chunk = values[i:i + window]\n        result.append(sum(chunk) / window)\n    return result
 
 # The llama.cpp backend's library, built from source once per CPU-flag set and kept in a wheel
 # cache (the build takes about 6 minutes on 2 cores); tools/llama-cmake-args picks the flags.
