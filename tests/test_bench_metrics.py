@@ -300,3 +300,11 @@ def test_decode_only_speeds_leave_the_first_step_out():
 def test_decode_speed_sums_over_turns():
     rec = record(1, "a", "ar", [timed(5, 1.0, 0.5), timed(9, 2.0, 1.0)])
     assert rec.decode_tokens_per_s == pytest.approx((4 + 8) / (0.5 + 1.0))
+
+
+def test_the_fastest_plain_decoder_may_be_a_librarys_own_on_another_weight_type():
+    records = [*speeds("ar", {1: 10}), *speeds("llama-greedy", {1: 11}), *speeds("llama-greedy@q4_0", {1: 20}),
+               *speeds("ar@q4_0", {1: 19}), *speeds("copy-spec@q4_0", {1: 30}), *speeds("llama-prompt-lookup", {1: 99})]
+    summary = summarize(records)
+    assert summary.fastest_ar == "llama-greedy@q4_0"  # a lookup baseline is not plain decoding
+    assert summary.cell("copy-spec@q4_0", OVERALL).speedup_fastest_ar == pytest.approx(1.5)

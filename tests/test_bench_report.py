@@ -225,12 +225,12 @@ def test_markdown_has_no_lossy_section_without_a_lossy_method(records):
 
 def test_markdown_names_the_fastest_ar_row(records):
     text = render_markdown(summarize(records), records, MACHINE, COMMAND)
-    assert "vs fastest AR: against `ar`, the fastest AR row" in text
+    assert "vs fastest AR: against `ar`, the fastest plain-decoding row" in text
     # AR with the model in bf16 at 12.5 tok/s beats AR's 10
     records += [QuestionRecord(qid, category, "ar@bf16", "decodekit", [turn(10, 0.8, 10, {1: 10})])
                 for qid, category in [(1, "mt_bench"), (2, "mt_bench"), (3, "summarization")]]
     text = render_markdown(summarize(records), records, MACHINE, COMMAND)
-    assert "vs fastest AR: against `ar@bf16`, the fastest AR row" in text
+    assert "vs fastest AR: against `ar@bf16`, the fastest plain-decoding row" in text
     header = "| method | new tokens | wall s | speedup vs AR | vs fastest AR | steps | τ | acceptance |"
     assert header in text
     # prompt-lookup: 20 tok/s, 2.00× AR's 10 and 1.60× ar@bf16's 12.5

@@ -84,8 +84,8 @@ def test_a_method_may_be_listed_twice_with_different_options(spy):
 def test_ar_in_another_dtype_is_a_method_entry():
     settings = BenchSettings.parse(["ar@bf16", "prompt-lookup", "ar@fp32"])
     assert settings.labels == ["ar", "ar@bf16", "prompt-lookup", "ar@fp32"]
-    assert settings.ar_dtypes == ["bf16", "fp32"]
-    assert BenchSettings.parse(["prompt-lookup"]).ar_dtypes == []
+    assert settings.variants == ["bf16", "fp32"]
+    assert BenchSettings.parse(["prompt-lookup"]).variants == []
 
 
 @pytest.mark.parametrize("entry", ["ar@int8", "ar@bf16[x=1]", "ar@"])
@@ -99,7 +99,7 @@ def test_ar_in_another_dtype_needs_the_model_in_that_dtype():
     with pytest.raises(DecodekitError, match="'ar@bf16' needs the model loaded in bf16"):
         run_bench(FakeDevice(FakeClock()), QUESTIONS[1:], settings)
     with pytest.raises(DecodekitError, match="'ar@bf16' needs the model loaded in bf16"):
-        run_bench(FakeDevice(FakeClock()), QUESTIONS[1:], settings, other_dtypes={"fp16": FakeDevice(FakeClock())})
+        run_bench(FakeDevice(FakeClock()), QUESTIONS[1:], settings, variants={"fp16": FakeDevice(FakeClock())})
 
 
 def test_draft_fills_the_methods_that_take_a_draft_model():
@@ -190,7 +190,7 @@ def test_bench_with_a_lossy_method_and_ar_in_another_dtype():
     other = tiny_backend("llama", seed=1, num_layers=4)  # stands in for the model loaded in fp32 once more
     questions = [Question(1, "mt_bench", ["Hello there", "And again"]), Question(2, "qa", ["What is 2+2?"])]
     settings = BenchSettings.parse(["ar", "layer-skip[exit_layer=2]", "ar@fp32"], max_new_tokens=8)
-    records = run_bench(backend, questions, settings, other_dtypes={"fp32": other})
+    records = run_bench(backend, questions, settings, variants={"fp32": other})
     assert [(r.question_id, r.method) for r in records] == [(q, m) for q in (1, 2)
                                                             for m in ("ar", "layer-skip[exit_layer=2]", "ar@fp32")]
     for question, (ar, skip, fp32) in zip(questions, (records[0:3], records[3:6])):
@@ -211,3 +211,43 @@ def test_bench_with_a_lossy_method_and_ar_in_another_dtype():
     for record in records[3:5]:
         answer = record.turns[0].token_ids
         assert record.turns[0].nll == pytest.approx(reference_nll(backend, prompt, answer), rel=1e-4)
+
+
+def test_a_row_on_another_model_form_gets_ar_on_that_form():
+    settings = BenchSettings.parse(["copy-spec@q4_0", "llama-greedy@q4_0", "prompt-lookup", "ar@q8_0"])
+    assert settings.labels == ["ar", "ar@q4_0", "copy-spec@q4_0", "llama-greedy@q4_0", "prompt-lookup", "ar@q8_0"]
+    assert settings.variants == ["q4_0", "q8_0"]
+    assert BenchSettings.parse(["copy-spec@q4_0[max_draft=4]"]).labels[1] == "ar@q4_0"
+
+
+@pytest.mark.parametrize("entries, kind, message", [
+    (["copy-spec@q4_0"], "hf", "'ar@q4_0': on the hf backend a row's @VARIANT is a torch dtype"),
+    (["ar@fp32"], "llama.cpp", "'ar@fp32': on the llama.cpp backend a row's @VARIANT is a llama.cpp weight type"),
+    (["hf-greedy@bf16"], "llama.cpp", "runs on the hf backend"),
+])
+def test_a_variant_the_backend_cannot_load_fails_before_loading(entries, kind, message):
+    with pytest.raises(DecodekitError, match=re.escape(message)):
+        BenchSettings.parse(entries).check_backend(kind)
+
+
+@pytest.mark.parametrize("entry", ["copy-spec@q3", "nope@q4_0", "llama-greedy@q4_0[x=1]"])
+def test_bad_variant_rows_are_named(entry):
+    with pytest.raises(DecodekitError, match=re.escape(entry.split("@")[0] if "nope" in entry else entry)):
+        BenchSettings.parse([entry])
+
+
+def test_variant_rows_are_judged_against_ar_on_the_same_form():
+    backend = tiny_backend("llama", num_layers=2)
+    other = tiny_backend("llama", seed=1, num_layers=2)  # stands in for another weight type: other numerics
+    questions = [Question(1, "qa", ["Say abcabcabc"]), Question(2, "qa", ["Count 1 2 3 1 2 3"])]
+    settings = BenchSettings.parse(["prompt-lookup", "prompt-lookup@fp16"], max_new_tokens=12)
+    records = run_bench(backend, questions, settings, variants={"fp16": other})
+    by = {(r.question_id, r.method): r for r in records}
+    assert {m for _, m in by} == {"ar", "ar@fp16", "prompt-lookup", "prompt-lookup@fp16"}
+    for q in (1, 2):
+        # each form's drafter reproduces AR on its own form...
+        assert by[(q, "prompt-lookup")].identical_to_ar and by[(q, "prompt-lookup@fp16")].identical_to_ar
+        assert by[(q, "prompt-lookup@fp16")].turns[0].token_ids == by[(q, "ar@fp16")].turns[0].token_ids
+        assert by[(q, "ar@fp16")].identical_to_ar is None  # AR rows are references, never judged
+    # ...and the two forms really answer differently, so judging across forms would have flagged them
+    assert any(by[(q, "ar")].turns[0].token_ids != by[(q, "ar@fp16")].turns[0].token_ids for q in (1, 2))

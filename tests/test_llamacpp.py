@@ -79,8 +79,9 @@ def test_baselines_must_match_the_benchmarks_backend():
         check_baseline("hf-greedy", "llama.cpp")
     with pytest.raises(DecodekitError, match=r"runs on the llama.cpp backend.*hf-greedy"):
         BenchSettings.parse(["ar", "llama-greedy"]).check_backend("hf")
-    with pytest.raises(DecodekitError, match=r"ar@DTYPE rows .* transformers"):
-        BenchSettings.parse(["ar", "ar@bf16"]).check_backend("llama.cpp")
+    with pytest.raises(DecodekitError, match=r"'ar@fp32': on the llama.cpp backend .* weight type"):
+        BenchSettings.parse(["ar", "ar@fp32"]).check_backend("llama.cpp")
+    BenchSettings.parse(["ar", "ar@bf16", "copy-spec@q4_0"]).check_backend("llama.cpp")  # weight types
 
 
 def test_a_missing_llama_cpp_python_says_how_to_install_it(monkeypatch):

@@ -149,8 +149,10 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def render_markdown(summary: Summary, records: list[QuestionRecord], machine: dict, command: str) -> str:
-    """The whole report.md; `records` supply the divergence list (it needs question ids)."""
+def render_markdown(summary: Summary, records: list[QuestionRecord], machine: dict, command: str,
+                    forms: list[dict] | None = None) -> str:
+    """The whole report.md; `records` supply the divergence list (it needs question ids);
+    `forms`: the model forms the rows ran on, with their perplexity (bench/forms.py)."""
     if not summary.methods:
         return f"# decodekit bench report\n\nCommand:\n\n```\n{command}\n```\n\nNo results were recorded.\n"
     categories = [*summary.categories, OVERALL]
@@ -181,12 +183,14 @@ def render_markdown(summary: Summary, records: list[QuestionRecord], machine: di
         "Questions whose greedy token ids equal decodekit AR's in every turn.",
         markdown_table(["method", *categories], category_rows(summary, "identical")),
         "## All categories: speedups, steps, acceptance, time split\n\n"
-        f"vs fastest AR: against `{summary.fastest_ar}`, the fastest AR row (`ar@DTYPE` rows run AR with the "
-        "model in another dtype). Acceptance: accepted draft tokens over drafted ones. "
+        f"vs fastest AR: against `{summary.fastest_ar}`, the fastest plain-decoding row (decodekit's AR or a "
+        "library's own greedy decoding, on any model form: `NAME@VARIANT` rows run on the model in another dtype "
+        "or weight type). Acceptance: accepted draft tokens over drafted ones. "
         "Tokens per step: steps, how many verification steps committed that many tokens. "
         "Time: drafting / model forward / bookkeeping, as shares of their sum.",
         markdown_table(DETAIL_HEADER, detail_rows(summary)),
         *_lossy_section(summary),
+        *_forms_section(forms),
         "## Divergences from AR",
         _divergence_section(records),
         "## Machine",
@@ -207,6 +211,17 @@ def _lossy_section(summary: Summary) -> list[str]:
             "Agreement: the share of AR's greedy tokens a method reproduced before its first divergence in each "
             "turn. Perplexity: of each method's own answers under the full model (AR's for comparison).",
             markdown_table(["method", "speedup vs AR", "agreement with AR", "perplexity (full model)"], rows)]
+
+
+def _forms_section(forms: list[dict] | None) -> list[str]:
+    """What each model form (the loaded one and every @VARIANT) is, and what it costs in quality."""
+    if not forms:
+        return []
+    rows = [[f["form"], f["identity"], f"{f['perplexity']:.3f}", f["quality"]] for f in forms]
+    return ["## Model forms: what each weight type or dtype costs in quality\n\n"
+            "Perplexity of a fixed text (the copy-heavy set's ten rewriting texts, CPython docstrings) under each form "
+            "the rows ran on; `NAME@VARIANT` rows ran on that form, and were judged against `ar@VARIANT`.",
+            markdown_table(["form", "model", "perplexity", "quality"], rows)]
 
 
 def _questions(summary: Summary, category: str) -> int:
@@ -253,7 +268,8 @@ def print_terminal(summary: Summary, console: Console) -> None:
     console.print(details)
 
 
-def write_report(out_dir: Path, records: list[QuestionRecord], summary: Summary, machine: dict, command: str) -> None:
+def write_report(out_dir: Path, records: list[QuestionRecord], summary: Summary, machine: dict, command: str,
+                 forms: list[dict] | None = None) -> None:
     """results.jsonl, the plots, then report.md last, via a temporary file and a rename."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -263,5 +279,5 @@ def write_report(out_dir: Path, records: list[QuestionRecord], summary: Summary,
     plot_speedup(summary, out_dir / SPEEDUP_PNG)
     plot_tau_histogram(summary, out_dir / TAU_PNG)
     partial = out_dir / (REPORT + ".partial")
-    partial.write_text(render_markdown(summary, records, machine, command), encoding="utf-8")
+    partial.write_text(render_markdown(summary, records, machine, command, forms), encoding="utf-8")
     os.replace(partial, out_dir / REPORT)

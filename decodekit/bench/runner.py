@@ -8,6 +8,12 @@ What a drafter may learn from: it keeps what it learned across questions, as in 
 never what it learned from the answer it is being timed on. So the warm-up runs on a prompt
 that no question contains, and every repeat of a turn starts from the drafter state that turn
 started with (the first run's learning is what carries on to the next turn).
+
+A row may run on the model in another form: `NAME@VARIANT`, VARIANT a torch dtype on the
+transformers backend (`ar@bf16`) or a weight type on llama.cpp (`copy-spec@q4_0`,
+`llama-greedy@q8_0`). The model is loaded once per variant, and each variant's rows are
+judged against AR in that variant (`ar@VARIANT`, added when missing): other weights are other
+numerics, so exactness across variants means nothing.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from decodekit.drafters import LOSSY, METHODS, check_method, fill_draft
 from decodekit.errors import DecodekitError
 from decodekit.methods import MethodSpec, parse_method, spec_text
 from decodekit.models.hf import DTYPES
+from decodekit.models.llamacpp.quantize import QUANTS
 from decodekit.prompts import check_prompt_ids, conversation_ids
 from decodekit.sampling import SamplingConfig
 from decodekit.scoring import continuation_nll
@@ -53,28 +60,38 @@ class BenchSettings:
     strategy: MethodSpec | None = None
 
     def __post_init__(self):
-        self.methods = [replace(spec, options=fill_draft(spec.name, spec.options, self.draft)) for spec in self.methods]
+        self.methods = [replace(spec, options=fill_draft(base_name(spec), spec.options, self.draft))
+                        for spec in self.methods]
         if not self.methods:
             raise DecodekitError("no methods to benchmark: pass --methods, e.g. 'prompt-lookup,hf-prompt-lookup'")
         for spec in self.methods:
-            if is_other_dtype_ar(spec):
-                if spec.options or ar_dtype(spec) not in DTYPES:
-                    raise DecodekitError(f"'{spec.label}': write ar@DTYPE, DTYPE one of {', '.join(DTYPES)} "
-                                         "(AR with the model loaded in that dtype, a speed baseline)")
+            name, at, form = spec.name.partition("@")
+            if at and form not in VARIANTS:
+                raise DecodekitError(f"'{spec.label}': write NAME@VARIANT, VARIANT a dtype ({', '.join(DTYPES)}; "
+                                     f"transformers) or a weight type ({', '.join(QUANTS)}; llama.cpp), e.g. ar@DTYPE "
+                                     "(AR with the model loaded in that form, a speed baseline)")
+            if name == REFERENCE:
+                if spec.options:
+                    raise DecodekitError(f"'{spec.label}': ar takes no options")
                 continue
-            if spec.name in BASELINES:
+            if name in BASELINES:
                 if spec.options:
                     raise DecodekitError(f"'{spec.label}': the baselines take no options")
                 continue
-            unknown = [part for part in spec.name.split("+") if part not in METHODS and part not in LOSSY]
+            unknown = [part for part in name.split("+") if part not in METHODS and part not in LOSSY]
             if unknown:
                 known = ", ".join([*METHODS, *LOSSY, "a+b (composite)", *BASELINES])
                 raise DecodekitError(f"unknown method '{unknown[0]}': choose from {known}")
             # Option values too: a typo must not wait for the model to load and the warm-up to run.
-            check_method(spec.name, spec.options, allow_auto=False)
+            check_method(name, spec.options, allow_auto=False)
         labels = [spec.label for spec in self.methods]
         if len(set(labels)) != len(labels):
             raise DecodekitError("a method is listed twice with the same options: give each entry different options")
+        for form in self.variants:  # each variant's rows are judged against AR in that variant
+            if f"{REFERENCE}@{form}" not in labels:
+                first = next(i for i, spec in enumerate(self.methods) if variant(spec) == form)
+                self.methods.insert(first, parse_method(f"{REFERENCE}@{form}"))
+                labels = [spec.label for spec in self.methods]
         if self.max_new_tokens < 1:
             raise DecodekitError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
         if self.repeats < 1:
@@ -88,24 +105,27 @@ class BenchSettings:
     def _check_strategy(self, strategy: MethodSpec) -> None:
         make_strategy(strategy.name, **strategy.options)  # names an unknown strategy or a bad option
         others = [spec.label for spec in self.methods
-                  if spec.name in BASELINES or spec.name in LOSSY or is_other_dtype_ar(spec)]
+                  if base_name(spec) in BASELINES or base_name(spec) in LOSSY or variant(spec)]
         if others:
             raise DecodekitError(f"with --strategy every row decodes with {strategy.name}: baselines, lossy methods "
-                                 f"and ar@DTYPE rows cannot ({', '.join(others)})")
+                                 f"and NAME@VARIANT rows cannot ({', '.join(others)})")
 
     def check_backend(self, kind: str) -> None:
-        """Baselines and ar@DTYPE rows that the chosen backend cannot run fail before loading."""
+        """Baselines and variants that the chosen backend cannot run fail before loading."""
+        allowed: list[str] = list(DTYPES if kind == "hf" else QUANTS)
         for spec in self.methods:
-            if spec.name in BASELINES:
-                check_baseline(spec.name, kind)
-            if is_other_dtype_ar(spec) and kind != "hf":
-                raise DecodekitError(f"'{spec.label}': ar@DTYPE rows load the model in another torch dtype, "
-                                     "which is for the transformers backend")
+            if base_name(spec) in BASELINES:
+                check_baseline(base_name(spec), kind)
+            form = variant(spec)
+            if form is not None and form not in allowed:
+                what = "a torch dtype" if kind == "hf" else "a llama.cpp weight type"
+                raise DecodekitError(f"'{spec.label}': on the {kind} backend a row's @VARIANT is {what} "
+                                     f"({', '.join(allowed)})")
 
     @property
-    def ar_dtypes(self) -> list[str]:
-        """The dtypes of the `ar@DTYPE` rows: the model is loaded once more in each."""
-        return [ar_dtype(spec) for spec in self.methods if is_other_dtype_ar(spec)]
+    def variants(self) -> list[str]:
+        """The model forms the rows name (`@VARIANT`), in order: the model is loaded once more in each."""
+        return list(dict.fromkeys(form for spec in self.methods if (form := variant(spec)) is not None))
 
     @classmethod
     def parse(cls, methods: list[str], **kwargs) -> BenchSettings:
@@ -116,17 +136,28 @@ class BenchSettings:
         return [spec.label for spec in self.methods]
 
 
-def is_other_dtype_ar(spec: MethodSpec) -> bool:
-    return is_ar(spec.name) and spec.name != REFERENCE
+VARIANTS = {*DTYPES, *QUANTS}
 
 
-def ar_dtype(spec: MethodSpec) -> str:
-    return spec.name.partition("@")[2]
+def variant(spec: MethodSpec) -> str | None:
+    """The model form a `NAME@VARIANT` row runs on; None for the model as loaded."""
+    return spec.name.partition("@")[2] or None
+
+
+def base_name(spec: MethodSpec) -> str:
+    """The method or baseline of a row, without its @VARIANT."""
+    return spec.name.partition("@")[0]
+
+
+def reference_label(spec: MethodSpec) -> str:
+    """The AR row a row's exactness is judged against: AR on the same model form."""
+    form = variant(spec)
+    return REFERENCE if form is None else f"{REFERENCE}@{form}"
 
 
 def method_backend(spec: MethodSpec) -> str:
     """Who runs the method: "decodekit", or the library of a baseline ("hf", "llama.cpp")."""
-    return baseline_backend(spec.name) if spec.name in BASELINES else "decodekit"
+    return baseline_backend(base_name(spec)) if base_name(spec) in BASELINES else "decodekit"
 
 
 class MethodRunner:
@@ -177,19 +208,27 @@ def decodekit_runner(backend: Backend, spec: MethodSpec, settings: BenchSettings
     return MethodRunner(run, decoder)
 
 
+def row_backend(spec: MethodSpec, backend: Backend, variants: dict[str, Backend] | None) -> Backend:
+    """The model a row runs on: `backend`, or its @VARIANT's copy."""
+    form = variant(spec)
+    if form is None:
+        return backend
+    if not variants or form not in variants:
+        raise DecodekitError(f"'{spec.label}' needs the model loaded in {form}")
+    return variants[form]
+
+
 def build_runners(backend: Backend, settings: BenchSettings, draft: Backend | None,
-                  other_dtypes: dict[str, Backend] | None = None) -> dict[str, MethodRunner]:
+                  variants: dict[str, Backend] | None = None) -> dict[str, MethodRunner]:
     runners = {}
     for spec in settings.methods:
-        if spec.name in BASELINES:
-            runners[spec.label] = MethodRunner(baseline_runner(spec.name, backend, settings.max_new_tokens,
+        model = row_backend(spec, backend, variants)
+        name = base_name(spec)
+        if name in BASELINES:
+            runners[spec.label] = MethodRunner(baseline_runner(name, model, settings.max_new_tokens,
                                                                settings.sampling, settings.seed, draft))
-        elif is_other_dtype_ar(spec):
-            if not other_dtypes or ar_dtype(spec) not in other_dtypes:
-                raise DecodekitError(f"'{spec.label}' needs the model loaded in {ar_dtype(spec)}")
-            runners[spec.label] = decodekit_runner(other_dtypes[ar_dtype(spec)], parse_method(REFERENCE), settings)
         else:
-            runners[spec.label] = decodekit_runner(backend, spec, settings)
+            runners[spec.label] = decodekit_runner(model, replace(spec, name=name), settings)
     return runners
 
 
@@ -268,32 +307,35 @@ def warm_up(runners: dict[str, MethodRunner], backend: Backend) -> None:
 
 def run_bench(backend: Backend, questions: list[Question], settings: BenchSettings,
               draft: Backend | None = None, on_progress: Callable[[str], None] = lambda _: None,
-              other_dtypes: dict[str, Backend] | None = None) -> list[QuestionRecord]:
-    """`other_dtypes`: the model loaded in the dtypes of the `ar@DTYPE` rows."""
-    runners = build_runners(backend, settings, draft, other_dtypes)
+              variants: dict[str, Backend] | None = None) -> list[QuestionRecord]:
+    """`variants`: the model loaded in each form the `NAME@VARIANT` rows name."""
+    runners = build_runners(backend, settings, draft, variants)
     warm_up(runners, backend)
     records: list[QuestionRecord] = []
     specs = settings.methods
+    lossy_forms = {reference_label(s) for s in specs if base_name(s) in LOSSY}
     for q_index, question in enumerate(questions):
         order = specs[q_index % len(specs):] + specs[: q_index % len(specs)]
         by_label: dict[str, tuple[QuestionRecord, list[list[int]]]] = {}
         for spec in order:
-            by_label[spec.label] = run_question(question, spec, runners[spec.label], backend, settings.repeats)
+            by_label[spec.label] = run_question(question, spec, runners[spec.label],
+                                                row_backend(spec, backend, variants), settings.repeats)
             on_progress(spec.label)
-        ar_record, ar_prompts = by_label[REFERENCE]
         for spec in specs:
             record, prompts = by_label[spec.label]
-            if spec.name in LOSSY or (spec.label == REFERENCE and any(s.name in LOSSY for s in specs)):
-                score_turns(backend, record, prompts)  # what a lossy method loses, next to AR
-            if spec.name in LOSSY:
+            model = row_backend(spec, backend, variants)
+            ar_record, ar_prompts = by_label[reference_label(spec)]
+            if base_name(spec) in LOSSY or spec.label in lossy_forms:
+                score_turns(model, record, prompts)  # what a lossy method loses, next to AR
+            if base_name(spec) in LOSSY:
                 if settings.sampling.greedy:
                     count_agreement(ar_record, record)
                 records.append(record)
                 continue
-            # Exactness is judged against AR in the same dtype: another dtype is other numerics.
+            # Exactness is judged against AR on the same model form: another one is other numerics.
             if not is_ar(spec.name) and settings.sampling.greedy:
                 ar_decoder = runners[REFERENCE].decoder
                 strategy = ar_decoder.strategy if settings.strategy is not None and ar_decoder else None
-                check_record(ar_record, record, ar_judge(backend, ar_record, ar_prompts, strategy))
+                check_record(ar_record, record, ar_judge(model, ar_record, ar_prompts, strategy))
             records.append(record)
     return records

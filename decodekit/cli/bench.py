@@ -81,6 +81,9 @@ def bench(
                                        sampling=SamplingConfig(temperature=temperature), repeats=repeats,
                                        draft=draft, strategy=strategy_spec)
         settings.check_backend(backend_kind)
+        if quant is not None and settings.variants:
+            raise DecodekitError("--quant sets the weight type of every row; with NAME@VARIANT rows, leave it out and "
+                                 "name each weight type in its rows (they are re-quantised from the file itself)")
         if any(spec.name == "hf-assisted" for spec in settings.methods) and not draft:
             raise DecodekitError("hf-assisted needs a draft model: pass --draft NAME")
         chosen = [c.strip() for c in categories.split(",")] if categories else None
@@ -91,9 +94,10 @@ def bench(
             # Shared with decodekit's draft-model methods: one copy of the weights.
             draft_dtype = "" if backend_kind == "llama.cpp" else dtype  # llama.cpp: the draft file's own type
             draft_backend = shared_model(draft, like=backend, dtype=draft_dtype) if draft else None
-            # ar@DTYPE rows: AR with the model in another dtype, so speedups can be read
-            # against whichever dtype decodes fastest on this machine.
-            other_dtypes = {d: load_model(model, dtype=d, threads=threads) for d in settings.ar_dtypes}
+            # NAME@VARIANT rows: the model in another dtype or weight type, so speedups can be
+            # read against whichever form decodes fastest on this machine.
+            form = "quant" if backend_kind == "llama.cpp" else "dtype"
+            variants = {v: load_model(model, backend_kind, threads=threads, **{form: v}) for v in settings.variants}
         turns = sum(len(q.turns) for q in questions)
         stderr.print(f"{len(questions)} questions ({turns} turns) × {len(settings.methods)} methods, "
                      f"{max_new_tokens} new tokens each", highlight=False)
@@ -101,7 +105,7 @@ def bench(
             task = progress.add_task("benchmark", total=len(questions) * len(settings.methods))
             records = run_bench(backend, questions, settings, draft_backend,
                                 on_progress=lambda method: progress.update(task, advance=1, description=method),
-                                other_dtypes=other_dtypes)
+                                variants=variants)
         machine = machine_info(dtype=dtype if backend_kind == "hf" else getattr(backend, "weight_type", dtype), threads=threads)
         machine["backend"] = backend.identity
         machine["peak_rss_mb"] = round(peak_rss_mb())
@@ -109,6 +113,12 @@ def bench(
         if strategy_spec is not None:
             machine["strategy"] = strategy
         summary = summarize(records)
-        write_report(out, records, summary, machine, command)
+        forms = None
+        if variants:
+            from decodekit.bench.forms import describe_forms
+
+            with stderr.status("scoring each model form on a fixed text"):
+                forms = describe_forms(backend, variants)
+        write_report(out, records, summary, machine, command, forms)
         print_terminal(summary, stderr)
         stderr.print(f"report: {out / 'report.md'}", highlight=False)
