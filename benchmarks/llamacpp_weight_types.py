@@ -14,29 +14,21 @@ Run it alone on the machine (it needs both cores):
 """
 
 import json
-import math
 import statistics
 import sys
-import time
 
-from decodekit.bench.dataset import COPY_HEAVY, load_questions
+from decodekit.bench.forms import perplexity
+from decodekit.calibrate import timed_forward
 from decodekit.machine import cpu_model
 from decodekit.models.llamacpp.load import load_llamacpp
-from decodekit.scoring import continuation_nll
 from decodekit.types import Draft
 
 SIZES = [1, 2, 4, 8, 16]
 FILLER = [(i * 7919) % 30000 + 100 for i in range(1100)]
 
 
-def timed(backend, pending, draft, cache) -> float:
-    start = time.perf_counter()
-    backend.forward(pending, draft, cache)
-    return time.perf_counter() - start
-
-
 def prefill_seconds(backend, length: int) -> float:
-    times = [timed(backend, FILLER[:length], Draft.empty(), backend.new_cache()) for _ in range(3)]
+    times = [timed_forward(backend, FILLER[:length], Draft.empty(), backend.new_cache()) for _ in range(3)]
     return statistics.median(times)
 
 
@@ -47,20 +39,10 @@ def curve(backend) -> dict[int, float]:
     for n in SIZES:
         times = []
         for _ in range(8):
-            times.append(timed(backend, [FILLER[300]], Draft(FILLER[301: 300 + n]), cache))
+            times.append(timed_forward(backend, [FILLER[300]], Draft(FILLER[301: 300 + n]), cache))
             cache.crop(300)
         seconds[n] = statistics.median(times[1:])
     return seconds
-
-
-def perplexity(backend) -> float:
-    texts = [q.turns[0].split("\n\n", 1)[1] for q in load_questions(COPY_HEAVY, categories=["rewriting"])]
-    nll = tokens = 0
-    for text in texts:
-        ids = backend.encode(text)
-        nll += continuation_nll(backend, ids[:1], ids[1:])
-        tokens += len(ids) - 1
-    return math.exp(nll / tokens)
 
 
 def main() -> None:

@@ -158,6 +158,8 @@ CASES = [
     cli("bench-method-bad-option", [*BENCH, "--methods", "ar,prompt-lookup[max_draft=0]"], r"max_draft must be >= 1"),
     cli("bench-draft-method-without-draft", [*BENCH, "--methods", "ar,draft-model"], r"needs a draft model"),
     cli("bench-ar-dtype-unknown", [*BENCH, "--methods", "ar,ar@int8"], r"ar@int8.*ar@DTYPE"),
+    cli("bench-quant-with-variant-rows", [*BENCH, "--backend", "llama.cpp", "--quant", "q8_0", "--methods",
+                                           "ar,copy-spec@q4_0"], r"--quant sets the weight type of every row"),
     cli("bench-method-unknown-option", [*BENCH, "--methods", "ar,aded[nope=1]"], r"aded.*no option 'nope'"),
     cli("bench-baseline-options", [*BENCH, "--methods", "ar,hf-greedy[x=1]"], r"baselines take no options"),
     cli("bench-repeats-zero", [*BENCH, "--repeats", "0"], r"repeats must be >= 1"),

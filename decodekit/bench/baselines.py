@@ -62,7 +62,7 @@ def _timed(backend: Backend, generate: Generate) -> TurnRunner:
     def run(prompt_ids: list[int]) -> TurnResult:
         first: list[float] = []
         start = time.perf_counter()
-        ids = generate(prompt_ids, lambda: first.append(time.perf_counter()) if not first else None)
+        ids = generate(prompt_ids, lambda: first.append(time.perf_counter()))
         backend.synchronize()
         wall = time.perf_counter() - start
         # Both libraries' first step commits one token (their prompt lookup drafts from step 2).

@@ -85,19 +85,19 @@ def category_rows(summary: Summary, metric: str, labels: bool = True) -> list[li
     return rows
 
 
+def _overall_rows(summary: Summary, labels: bool, columns: Callable[[Cell], list[str]]) -> list[list[str]]:
+    """One row per method over all categories: its label, then `columns` of its overall cell."""
+    return [[(method_label if labels else short_label)(method, cell.backend), *columns(cell)]
+            for method in summary.methods for cell in [summary.cell(method, OVERALL)]]
+
+
 def detail_rows(summary: Summary, labels: bool = True) -> list[list[str]]:
-    """One row per method over all categories: steps, τ, histogram, identity, time split."""
-    rows = []
-    for method in summary.methods:
-        cell = summary.cell(method, OVERALL)
-        rows.append([
-            (method_label if labels else short_label)(method, cell.backend),
-            str(cell.new_tokens), f"{cell.wall_s:.1f}", _fmt(cell.speedup, ".2f", "×"),
-            _fmt(cell.speedup_fastest_ar, ".2f", "×"), "–" if cell.steps is None else str(cell.steps),
-            _fmt(cell.tau, ".2f"), _fmt(cell.acceptance_rate, ".0%"), _fmt_hist(cell), _fmt_identical(cell),
-            _fmt_split(cell),
-        ])
-    return rows
+    """Steps, τ, histogram, identity and time split per method."""
+    return _overall_rows(summary, labels, lambda cell: [
+        str(cell.new_tokens), f"{cell.wall_s:.1f}", _fmt(cell.speedup, ".2f", "×"),
+        _fmt(cell.speedup_fastest_ar, ".2f", "×"), "–" if cell.steps is None else str(cell.steps),
+        _fmt(cell.tau, ".2f"), _fmt(cell.acceptance_rate, ".0%"), _fmt_hist(cell), _fmt_identical(cell),
+        _fmt_split(cell)])
 
 
 DETAIL_HEADER = ["method", "new tokens", "wall s", "speedup vs AR", "vs fastest AR", "steps", "τ", "acceptance",
@@ -105,17 +105,11 @@ DETAIL_HEADER = ["method", "new tokens", "wall s", "speedup vs AR", "vs fastest 
 
 
 def prefill_rows(summary: Summary, labels: bool = True) -> list[list[str]]:
-    """One row per method over all categories: end-to-end next to decode-only."""
-    rows = []
-    for method in summary.methods:
-        cell = summary.cell(method, OVERALL)
-        rows.append([
-            (method_label if labels else short_label)(method, cell.backend),
-            _fmt(cell.tokens_per_s, ".1f"), _fmt(cell.speedup, ".2f", "×"), _fmt(cell.speedup_fastest_ar, ".2f", "×"),
-            _fmt(cell.decode_tokens_per_s, ".1f"), _fmt(cell.decode_speedup, ".2f", "×"),
-            _fmt(cell.decode_speedup_fastest_ar, ".2f", "×"), _fmt(cell.prefill_share, ".0%"),
-        ])
-    return rows
+    """End to end next to decode-only, per method."""
+    return _overall_rows(summary, labels, lambda cell: [
+        _fmt(cell.tokens_per_s, ".1f"), _fmt(cell.speedup, ".2f", "×"), _fmt(cell.speedup_fastest_ar, ".2f", "×"),
+        _fmt(cell.decode_tokens_per_s, ".1f"), _fmt(cell.decode_speedup, ".2f", "×"),
+        _fmt(cell.decode_speedup_fastest_ar, ".2f", "×"), _fmt(cell.prefill_share, ".0%")])
 
 
 PREFILL_HEADER = ["method", "tok/s", "speedup vs AR", "vs fastest AR", "decode tok/s", "decode speedup vs AR",
