@@ -8,7 +8,7 @@ generator that `stream` exposes.
 from __future__ import annotations
 
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple, Unpack
 
@@ -23,7 +23,8 @@ from decodekit.drafters.base import Drafter, NoDrafter, attach_target
 from decodekit.errors import DecodekitError
 from decodekit.grammar import Grammar
 from decodekit.loop import decode
-from decodekit.methods import MethodSpec, parse_method
+from decodekit.methods import MethodSpec, parse_method, spec_text
+from decodekit.models.auto_form import FormChoice, timing_method
 from decodekit.models.backends import check_backend, load_model
 from decodekit.models.zoo import DEFAULT_MODEL
 from decodekit.prompts import check_prompt_ids, check_text, conversation_ids, user_turn
@@ -66,9 +67,14 @@ class Decoder:
     def __init__(self, model: str | Backend = DEFAULT_MODEL, method: str = "ar", *,
                  backend: str = "hf", dtype: str = "fp32", quant: str | None = None, threads: int | None = None,
                  device: str | None = None, sample: list[str] | None = None, drafter: str | None = None,
-                 **method_options):
+                 progress: Callable[[str], None] | None = None, **method_options):
         """`backend`: "hf" (transformers, the default) or "llama.cpp" (the GGUF itself, in its
         shipped quantisation or re-quantised once with `quant=`, e.g. "q8_0").
+
+        `dtype="auto"` (transformers) or `quant="auto"` (llama.cpp) loads the model in the
+        form that decodes this method fastest on this machine, measured once and cached;
+        `form_choice` says what was chosen, at what cost in perplexity, and what it beat.
+        `progress` hears each step of that measurement.
 
         A strategy method (mirostat, contrastive-decoding, dola, ...) reshapes the model's
         distribution; `drafter` (a drafting method, options in brackets:
@@ -102,8 +108,11 @@ class Decoder:
             built = NoDrafter()
         else:
             built = None if method == "auto" else NoDrafter() if lossy else make_drafter(method, **method_options)
-        self.backend: Backend = (load_model(model, backend, dtype=dtype, quant=quant, threads=threads, device=device)
+        timed_with = timing_method(method, method_options, spec_text(drafter_spec))
+        self.backend: Backend = (load_model(model, backend, dtype=dtype, quant=quant, threads=threads, device=device,
+                                            timed_with=timed_with, progress=progress)
                                  if isinstance(model, str) else model)
+        self.form_choice: FormChoice | None = getattr(self.backend, "form_choice", None)
         # The model that decodes: a lossy method swaps in an approximation of it.
         self.full_backend: Backend = self.backend
         if lossy is not None:

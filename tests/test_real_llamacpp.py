@@ -154,6 +154,22 @@ def test_requantised_copy_is_made_once_and_loads():
         Decoder(again, "ar").generate(prompt_ids=ids, max_new_tokens=16).token_ids
 
 
+def test_quant_auto_measures_each_weight_type_and_loads_the_fastest(monkeypatch, tmp_path):
+    import decodekit.models.auto_form as auto_form
+
+    monkeypatch.setattr(auto_form, "home", lambda: tmp_path)  # measure afresh; quantised copies stay cached
+    decoder = Decoder("smollm2-135m", "copy-spec", backend="llama.cpp", quant="auto")
+    choice = decoder.form_choice
+    assert choice.reference == "q4_1" and [m.form for m in choice.measures] == ["q4_1", "q4_0", "q8_0", "bf16"]
+    allowed = [m for m in choice.measures if not m.excluded]
+    assert choice.form == max(allowed, key=lambda m: m.tokens_per_s).form
+    assert decoder.backend.weight_type.lower() == choice.form
+    wide = {m.form: m.perplexity for m in choice.measures}  # 8+ bit copies keep the Q4_1 rounding
+    assert wide["q8_0"] == pytest.approx(wide["q4_1"], rel=0.01) and wide["bf16"] == pytest.approx(wide["q4_1"], rel=0.01)
+    again = Decoder("smollm2-135m", "copy-spec", backend="llama.cpp", quant="auto")
+    assert again.form_choice.cached and again.backend.weight_type == decoder.backend.weight_type
+
+
 def test_json_schema_output_on_llama_cpp_validates_and_drafting_changes_nothing(smollm2):
     schema = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 20},
                                                "days": {"type": "integer", "minimum": 1, "maximum": 9}},

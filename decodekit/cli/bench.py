@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 from decodekit.cli.errors import exit_on_user_error
-from decodekit.cli.options import AMATEUR, BACKEND, DTYPE, QUANT, THREADS, strategy_options
+from decodekit.cli.options import AMATEUR, BACKEND, DTYPE, QUANT, THREADS, bench_model_form, strategy_options
 from decodekit.cli.reports import clear_old_report, progress_bar
 from decodekit.errors import DecodekitError
 from decodekit.models.zoo import DEFAULT_MODEL
@@ -45,7 +45,7 @@ def bench(
                                                    "strategy alone, and the methods are its drafters."),
     amateur: str | None = AMATEUR,
     backend_kind: str = BACKEND,
-    dtype: str = DTYPE,
+    dtype: str | None = DTYPE,
     quant: str | None = QUANT,
     threads: int | None = THREADS,
     out: Path = typer.Option(Path("bench-out"), help="Folder for results.jsonl, report.md and plots."),
@@ -67,6 +67,7 @@ def bench(
         max_new_tokens = max_new_tokens if max_new_tokens is not None else (QUICK["max_new_tokens"] if quick else 128)
         if per_category is not None and per_category < 1:
             raise DecodekitError(f"--per-category must be >= 1, got {per_category}")
+        dtype, quant = bench_model_form(backend_kind, dtype, quant)
         check_backend(backend_kind, dtype, quant)
         methods = methods if methods is not None else ("ar,prompt-lookup,token-recycling" if strategy
                                                        else DEFAULT_METHODS[backend_kind])

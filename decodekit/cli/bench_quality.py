@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 
 from decodekit.cli.errors import exit_on_user_error
-from decodekit.cli.options import AMATEUR, BACKEND, DTYPE, THREADS, strategy_options
+from decodekit.cli.options import AMATEUR, BACKEND, DTYPE, THREADS, bench_model_form, strategy_options
 from decodekit.cli.reports import clear_old_report, progress_bar
 from decodekit.errors import DecodekitError
 from decodekit.models.zoo import DEFAULT_MODEL
@@ -38,7 +38,7 @@ def bench_quality(
     seed: int = typer.Option(0, help="Seed of the sampled rows."),
     samples: int = typer.Option(3, help="Questions whose outputs the report quotes, every row's."),
     backend_kind: str = BACKEND,
-    dtype: str = DTYPE,
+    dtype: str | None = DTYPE,
     threads: int | None = THREADS,
     out: Path = typer.Option(Path("bench-quality-out"), help="Folder for report.md, summary.json, results.jsonl."),
 ):
@@ -57,6 +57,7 @@ def bench_quality(
             raise DecodekitError(f"--max-new-tokens must be >= 1, got {max_new_tokens}")
         if samples < 0:
             raise DecodekitError(f"--samples must be >= 0, got {samples}")
+        dtype, _ = bench_model_form(backend_kind, dtype, None)
         check_backend(backend_kind, dtype, None)
         specs = [parse_method(entry) for entry in split_methods(rows)]
         if not specs:

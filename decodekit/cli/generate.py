@@ -9,9 +9,10 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from decodekit.cli.errors import exit_on_user_error
-from decodekit.cli.options import AMATEUR, BACKEND, DTYPE, QUANT, THREADS, model_flags
+from decodekit.cli.options import AMATEUR, BACKEND, DTYPE, QUANT, THREADS, model_flags, model_form
 from decodekit.drafters import METHODS, check_method
 from decodekit.errors import DecodekitError
 from decodekit.grammar import gbnf, grammar_text
@@ -59,7 +60,7 @@ def generate(
     draft: str | None = typer.Option(None, help="Draft model for draft-model, spectr, rsd and pearl: a smaller model "
                                                  "with the target's tokenizer, e.g. qwen2.5-coder-0.5b."),
     backend: str = BACKEND,
-    dtype: str = DTYPE,
+    dtype: str | None = DTYPE,
     quant: str | None = QUANT,
     threads: int | None = THREADS,
     device: str | None = typer.Option(None, help="cpu, cuda or cuda:N (default: the GPU if there is one)."),
@@ -86,29 +87,34 @@ def generate(
             method_options["num_drafts"] = num_drafts
         if searching:
             make_search(spec.name, **method_options)
-        elif spec.name in STRATEGIES:
-            make_strategy(spec.name, **method_options)
-        else:
+        elif spec.name not in STRATEGIES:  # a strategy is checked below, with the sampling settings
             check_method(spec.name, method_options)
         epsilon_cutoff, eta_cutoff = _cutoffs(sampler, epsilon_cutoff, eta_cutoff, temperature)
         options: GenerateOptions = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                        min_p=min_p, typical_p=typical_p, epsilon_cutoff=epsilon_cutoff, eta_cutoff=eta_cutoff,
                        seed=seed, stop=stop, heal=heal, **_constraint_options(json_schema, json_lenient, regex, grammar))
-        GenerationSettings.from_options(options)  # bad settings fail before the model loads
+        settings = GenerationSettings.from_options(options)  # bad settings fail before the model loads
+        if spec.name in STRATEGIES:
+            make_strategy(spec.name, **method_options).check_sampling(settings.sampling)
+        dtype, quant = model_form(backend, dtype, quant)
         check_backend(backend, dtype, quant, device)
         loading = f"{model} on llama.cpp ({quant or 'its own weight type'})" if backend == "llama.cpp" else f"{model} ({dtype})"
-        with stderr.status(f"loading {loading}" + (", measuring methods on this prompt" if method == "auto" else "")):
+        with stderr.status(f"loading {loading}" + (", measuring methods on this prompt" if method == "auto" else "")) as status:
             decoder = Decoder(model, spec.name, backend=backend, dtype=dtype, quant=quant, threads=threads,
                               device=device, sample=[text] if spec.name == "auto" else None, drafter=drafter,
-                              **method_options)
+                              progress=status.update, **method_options)
         if decoder.auto_choice:
             stderr.print(f"[dim]{decoder.auto_choice.describe()}[/dim]", highlight=False)
         ids = decoder.prompt_ids(text) if raw else decoder.user_prompt_ids(text, system)
         if as_json:
             result = decoder.generate(prompt_ids=ids, **options)
             candidates = {"candidates": [asdict(c) for c in result.candidates]} if searching else {}
-            print(json.dumps({"model": model, "method": method, "text": result.text, "token_ids": result.token_ids,
-                              "completed": result.completed, **candidates, "stats": result.stats.as_dict()}))
+            form = {"form": decoder.form_choice.as_dict()} if decoder.form_choice else {}
+            print(json.dumps({"model": model, "method": method, **form, "text": result.text,
+                              "token_ids": result.token_ids, "completed": result.completed, **candidates,
+                              "stats": result.stats.as_dict()}))
+            if decoder.form_choice:
+                stderr.print(decoder.form_choice.describe(), style="dim", markup=False, highlight=False)
             return
         if searching:  # the n-best, best first; a search has no stream to show
             result = decoder.generate(prompt_ids=ids, **options)
@@ -116,7 +122,7 @@ def generate(
                 log_p = "" if candidate.log_prob is None else f", log p {candidate.log_prob:.2f}"
                 heading = f"#{rank} (score {candidate.score:.4f}{log_p})"
                 print(f"{heading}\n{candidate.text}" if len(result.candidates) > 1 else candidate.text)
-            stderr.print(_summary(method, result.stats), highlight=False)
+            stderr.print(_summary(method, result.stats, decoder.form_choice), highlight=False)
             return
         from decodekit.types import GenerationStats
 
@@ -125,7 +131,7 @@ def generate(
             sys.stdout.write(chunk.text)
             sys.stdout.flush()
         sys.stdout.write("\n")
-        stderr.print(_summary(method, stats), highlight=False)
+        stderr.print(_summary(method, stats, decoder.form_choice), highlight=False)
 
 
 def _cutoffs(sampler: str | None, epsilon: float, eta: float, temperature: float) -> tuple[float, float]:
@@ -175,8 +181,11 @@ def _read_stdin() -> str:
         raise DecodekitError(f"stdin is not UTF-8 text: byte 0x{data[error.start]:02x} at offset {error.start}") from None
 
 
-def _summary(method: str, stats) -> str:
-    line = (f"[dim]{method}: {stats.new_tokens} tokens in {stats.wall_s:.2f} s = {stats.tokens_per_s:.1f} tok/s · "
+def _summary(method: str, stats, form_choice=None) -> str:
+    """The figures for stderr, after the text: what the run did, and which form ran it when
+    the form was chosen by measurement (told after the answer, so an error stays one line)."""
+    line = f"[dim]{escape(form_choice.describe())}\n" if form_choice else "[dim]"
+    line += (f"{method}: {stats.new_tokens} tokens in {stats.wall_s:.2f} s = {stats.tokens_per_s:.1f} tok/s · "
             f"{stats.steps} steps · τ {stats.tau:.2f} tokens/step")
     if stats.drafted_tokens:
         line += f" · {stats.acceptance_rate:.0%} of {stats.drafted_tokens} drafted tokens accepted"

@@ -8,12 +8,34 @@ import typer
 
 BACKEND = typer.Option("hf", "--backend", help="hf (transformers) or llama.cpp (the GGUF itself; needs the "
                                                "llamacpp extra: `make llamacpp`).")
-DTYPE = typer.Option("fp32", help="fp32, bf16 or fp16 (transformers backend).")
-QUANT = typer.Option(None, help="llama.cpp backend: re-quantise the GGUF once into the cache (q8_0, bf16, q4_0, "
-                                "...); default: the file's own.")
+DTYPE = typer.Option(None, help="Transformers backend: fp32, bf16, fp16, or auto: the faster of fp32 and bf16 on "
+                                "this machine, measured once and cached. Default: auto (bench: fp32).")
+QUANT = typer.Option(None, help="llama.cpp backend: auto (the fastest weight type on this machine among the file's "
+                                "own and q4_0, q8_0, bf16, measured once and cached), own (the file's own), or a type "
+                                "to re-quantise to once (q8_0, bf16, q4_0, ...). Default: auto (bench: own).")
 THREADS = typer.Option(None, help="CPU threads (default: torch's choice; llama.cpp: every core).")
 AMATEUR = typer.Option(None, help="Amateur model for contrastive-decoding and lol: a smaller model with the "
                                    "expert's tokenizer, e.g. qwen2.5-coder-0.5b.")
+
+
+def model_form(backend: str, dtype: str | None, quant: str | None, default: str = "auto") -> tuple[str, str | None]:
+    """--dtype and --quant as load_model takes them: unset, each is `default` on its own
+    backend ("auto", or "own": fp32 / the file's own type); `--quant own` is the file's own."""
+    if backend == "llama.cpp":
+        quant = quant or default
+        return dtype or "fp32", None if quant == "own" else quant
+    return dtype or ("auto" if default == "auto" else "fp32"), quant
+
+
+def bench_model_form(backend: str, dtype: str | None, quant: str | None) -> tuple[str, str | None]:
+    """A benchmark's --dtype and --quant: the file's own form unless one is named; never auto,
+    since a benchmark compares forms in its rows and a hidden choice would blur what it ran."""
+    from decodekit.errors import DecodekitError
+
+    if "auto" in (dtype, quant):
+        raise DecodekitError("a benchmark compares model forms itself: instead of auto, name the form (--dtype, "
+                             "--quant) or add a row per form (NAME@VARIANT, e.g. copy-spec@q4_0, llama-greedy@q8_0)")
+    return model_form(backend, dtype, quant, default="own")
 
 
 def strategy_options(name: str, options: dict, amateur: str | None) -> dict:

@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 
 from decodekit.cli.errors import exit_on_user_error
-from decodekit.cli.options import AMATEUR, BACKEND, DTYPE, QUANT, THREADS, model_flags
+from decodekit.cli.options import AMATEUR, BACKEND, DTYPE, QUANT, THREADS, model_flags, model_form
 from decodekit.errors import DecodekitError
 from decodekit.methods import parse_method
 from decodekit.models.zoo import DEFAULT_MODEL
@@ -26,7 +26,7 @@ def serve(
     amateur: str | None = AMATEUR,
     draft: str | None = typer.Option(None, help="Draft model for draft-model, spectr, rsd and pearl."),
     backend: str = BACKEND,
-    dtype: str = DTYPE,
+    dtype: str | None = DTYPE,
     quant: str | None = QUANT,
     threads: int | None = THREADS,
     host: str = typer.Option("127.0.0.1", help="Address to listen on (loopback by default: only this machine)."),
@@ -41,6 +41,7 @@ def serve(
     """Serve a model over OpenAI's API, with a playground at http://HOST:PORT/."""
     import uvicorn
 
+    from decodekit.models.auto_form import timing_method
     from decodekit.models.backends import check_backend, load_model
     from decodekit.server import DecodingChoice, ServerLimits, create_app
 
@@ -51,15 +52,20 @@ def serve(
             raise DecodekitError(f"--port must be in 1..65535, got {port}")
         options, drafter = model_flags(method, drafter, amateur, draft)
         default = DecodingChoice.parse(parse_method(method).name, options, drafter)
+        dtype, quant = model_form(backend, dtype, quant)
         check_backend(backend, dtype, quant, None)
-        with stderr.status(f"loading {model}"):
-            loaded = load_model(model, backend, dtype=dtype, quant=quant, threads=threads)
+        with stderr.status(f"loading {model}") as status:
+            loaded = load_model(model, backend, dtype=dtype, quant=quant, threads=threads,
+                                timed_with=timing_method(default.method, default.options, default.drafter),
+                                progress=status.update)
             limits = ServerLimits(max_tokens=max_tokens_limit,
                                   default_max_tokens=min(DEFAULT_MAX_NEW_TOKENS, max_tokens_limit))
             app = create_app(loaded, model, default, limits=limits, api_key=api_key, max_queue=max_queue,
                              timeout_s=timeout)
     if not _is_loopback(host) and api_key is None:
         stderr.print(f"[yellow]warning: listening on {host} without --api-key: anyone who can reach it can use it[/]")
+    if loaded.form_choice:
+        stderr.print(loaded.form_choice.describe(), style="dim", markup=False, highlight=False)
     stderr.print(f"decodekit serving {model} ({default.label()}) at http://{host}:{port}/ — playground there, "
                  f"OpenAI API under /v1")
     # On SIGTERM uvicorn stops accepting, lets requests in flight finish for up to 30 s, then

@@ -44,6 +44,9 @@ class Strategy:
         """Check that the strategy fits this model and load what it needs (an amateur model
         on the same kind of backend). Errors here are the user's: name the option."""
 
+    def check_sampling(self, sampling: SamplingConfig) -> None:
+        """Refuse sampling settings the strategy cannot run under (before any model loads)."""
+
     def start(self, prompt_ids: list[int], sampling: SamplingConfig) -> None:
         """A fresh generation from `prompt_ids` under `sampling`."""
 

@@ -52,6 +52,9 @@ class Mirostat(Strategy):
         self._row_mu: list[float] = []
         self._row_log2p = torch.empty(0)
 
+    def check_sampling(self, sampling: SamplingConfig) -> None:
+        check_mirostat_sampling(sampling)
+
     def start(self, prompt_ids: list[int], sampling: SamplingConfig) -> None:
         check_mirostat_sampling(sampling)
         self.mu = 2 * self.tau

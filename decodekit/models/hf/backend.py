@@ -33,6 +33,7 @@ RECURRENT_TYPES = {"mamba", "mamba2", "falcon_mamba", "rwkv", "recurrent_gemma",
 @dataclass
 class HFBackend:
     kind = "hf"
+    form_choice = None  # set by dtype/quant="auto": the FormChoice that picked this form
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
     name: str = ""

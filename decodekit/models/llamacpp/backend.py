@@ -44,6 +44,7 @@ def default_threads() -> int:
 
 class LlamaCppBackend:
     kind = "llama.cpp"
+    form_choice = None  # set by dtype/quant="auto": the FormChoice that picked this form
 
     def __init__(self, path: Path, name: str = "", threads: int | None = None, context: int | None = None):
         llama = lib()
