@@ -97,8 +97,9 @@ def bench(
             draft_backend = shared_model(draft, like=backend, dtype=draft_dtype) if draft else None
             # NAME@VARIANT rows: the model in another dtype or weight type, so speedups can be
             # read against whichever form decodes fastest on this machine.
-            form = "quant" if backend_kind == "llama.cpp" else "dtype"
-            variants = {v: load_model(model, backend_kind, threads=threads, **{form: v}) for v in settings.variants}
+            llama = backend_kind == "llama.cpp"
+            variants = {v: load_model(model, backend_kind, threads=threads, dtype="fp32" if llama else v,
+                                      quant=v if llama else None) for v in settings.variants}
         turns = sum(len(q.turns) for q in questions)
         stderr.print(f"{len(questions)} questions ({turns} turns) × {len(settings.methods)} methods, "
                      f"{max_new_tokens} new tokens each", highlight=False)

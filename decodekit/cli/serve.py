@@ -64,8 +64,9 @@ def serve(
                              timeout_s=timeout)
     if not _is_loopback(host) and api_key is None:
         stderr.print(f"[yellow]warning: listening on {host} without --api-key: anyone who can reach it can use it[/]")
-    if loaded.form_choice:
-        stderr.print(loaded.form_choice.describe(), style="dim", markup=False, highlight=False)
+    form_choice = getattr(loaded, "form_choice", None)
+    if form_choice:
+        stderr.print(form_choice.describe(), style="dim", markup=False, highlight=False)
     stderr.print(f"decodekit serving {model} ({default.label()}) at http://{host}:{port}/ — playground there, "
                  f"OpenAI API under /v1")
     # On SIGTERM uvicorn stops accepting, lets requests in flight finish for up to 30 s, then

@@ -130,9 +130,11 @@ def _measure(spec: str, backend: str, method: str, threads: int | None, device: 
              say: Progress) -> tuple[FormChoice, Backend]:
     from decodekit.bench.forms import perplexity, quality_class
 
-    loaded: Backend | None = _load(spec, backend, None, threads, device)  # the file's own type; fp32
-    reference = _form_name(loaded)
-    source_type = getattr(loaded, "weight_type", None)
+    first = _load(spec, backend, None, threads, device)  # the file's own type; fp32
+    reference = _form_name(first)
+    loaded: Backend | None = first
+    source_type = getattr(first, "weight_type", None)
+    del first  # `loaded` holds it until its turn, then only `best` may
     others = CANDIDATE_QUANTS if backend == "llama.cpp" else CANDIDATE_DTYPES
     candidates = [reference] + [form for form in others if form != reference]
     choice = FormChoice("", method, reference)

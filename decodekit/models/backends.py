@@ -43,7 +43,9 @@ def load_model(spec: str, backend: str = "hf", dtype: str = "fp32", quant: str |
     check_backend(backend, dtype, quant, device)
     if is_auto(backend, dtype, quant):
         model, choice = load_auto(spec, backend, timed_with, threads, device, progress)
-        model.form_choice = choice
+        # Both backend classes declare form_choice (None unless chosen here); the Backend
+        # protocol does not, since views and test doubles have no form of their own.
+        setattr(model, "form_choice", choice)  # noqa: B010
         return model
     if backend == "llama.cpp":
         from decodekit.models.llamacpp import load_llamacpp
