@@ -12,6 +12,8 @@ from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple, Unpack
 
+import torch
+
 from decodekit.auto import AutoChoice, choose_method
 from decodekit.backend import Backend
 from decodekit.constraints import Constraint
@@ -34,8 +36,19 @@ from decodekit.scoring import score_choices as _score_choices
 from decodekit.search import SEARCHES, make_search, run_search
 from decodekit.settings import GenerateOptions, GenerationSettings
 from decodekit.strategies import STRATEGIES, Strategy, make_strategy
-from decodekit.types import Candidate, GenerationResult, GenerationStats, Step, StopReason, TokenSource
+from decodekit.types import (
+    Candidate,
+    Draft,
+    GenerationResult,
+    GenerationStats,
+    Step,
+    StopReason,
+    TokenSource,
+    VerifyResult,
+)
 from decodekit.verify import SeededRandomness
+
+Witness = Callable[[Draft, torch.Tensor, VerifyResult], None]  # sees every verification (loop.decode)
 
 
 class Span(NamedTuple):
@@ -158,19 +171,25 @@ class Decoder:
 
     def stream_chunks(self, prompt: str | None = None, *, messages: list[dict] | None = None,
                       prompt_ids: list[int] | None = None, stats: GenerationStats | None = None,
-                      token_ids: list[int] | None = None, **options: Unpack[GenerateOptions]) -> Generator[Chunk, None, None]:
-        """The streaming core: yields text per step; fills `stats` and `token_ids` if given."""
+                      token_ids: list[int] | None = None, should_stop: Callable[[], bool] | None = None,
+                      witness: Witness | None = None, **options: Unpack[GenerateOptions]) -> Generator[Chunk, None, None]:
+        """The streaming core: yields text per step; fills `stats` and `token_ids` if given.
+        A caller stops decoding by closing the generator; a search yields only at its end, so
+        it asks `should_stop` before every step instead, and raises `Stopped` when told to.
+        `witness` sees every verification (loop.decode; the benchmark's judge uses it)."""
         settings = GenerationSettings.from_options(options)
         ids = self._resolve_ids(prompt, messages, prompt_ids)
         return self._chunks(ids, settings, stats if stats is not None else GenerationStats(),
-                            token_ids if token_ids is not None else [])
+                            token_ids if token_ids is not None else [], should_stop=should_stop, witness=witness)
 
     def _chunks(self, ids: list[int], settings: GenerationSettings, stats: GenerationStats,
-                token_ids: list[int], constraint: Constraint | None = None) -> Generator[Chunk, None, None]:
+                token_ids: list[int], constraint: Constraint | None = None,
+                should_stop: Callable[[], bool] | None = None,
+                witness: Witness | None = None) -> Generator[Chunk, None, None]:
         """`constraint`: one to decode with instead of a fresh one for `settings.grammar`
         (sample_constrained passes its AlignedConstraint)."""
         if self.search_options is not None:  # a search knows its best output only at the end
-            result = self._search(ids, settings)
+            result = self._search(ids, settings, should_stop)
             token_ids.extend(result.token_ids)
             for name, value in vars(result.stats).items():
                 setattr(stats, name, value)
@@ -188,7 +207,7 @@ class Decoder:
         stops = StopStringFilter(list(settings.stop))
         start = time.perf_counter()
         steps = decode(self.backend, ids, self.drafter, settings.sampling, SeededRandomness(settings.seed),
-                       settings.max_new_tokens, constraint, self.strategy)
+                       settings.max_new_tokens, constraint, self.strategy, witness)
         stats.stop_reason = "interrupted"  # until the loop or a stop string says otherwise
         try:
             for step in steps:
@@ -254,17 +273,20 @@ class Decoder:
                 yield chunk.text
 
     def generate(self, prompt: str | None = None, *, messages: list[dict] | None = None,
-                 prompt_ids: list[int] | None = None, **options: Unpack[GenerateOptions]) -> GenerationResult:
-        """Run to the end; returns the text, the generated ids and the stats."""
+                 prompt_ids: list[int] | None = None, witness: Witness | None = None,
+                 **options: Unpack[GenerateOptions]) -> GenerationResult:
+        """Run to the end; returns the text, the generated ids and the stats. `witness`: as
+        for stream_chunks."""
         settings = GenerationSettings.from_options(options)
         ids = self._resolve_ids(prompt, messages, prompt_ids)
         if self.search_options is not None:
             return self._search(ids, settings)
         stats, token_ids = GenerationStats(), list[int]()
-        text = "".join(chunk.text for chunk in self._chunks(ids, settings, stats, token_ids))
+        text = "".join(chunk.text for chunk in self._chunks(ids, settings, stats, token_ids, witness=witness))
         return GenerationResult(text=text, token_ids=token_ids, prompt_ids=ids, stats=stats)
 
-    def _search(self, ids: list[int], settings: GenerationSettings) -> GenerationResult:
+    def _search(self, ids: list[int], settings: GenerationSettings,
+                should_stop: Callable[[], bool] | None = None) -> GenerationResult:
         """A search method's run: its n-best as candidates, the best one as the text."""
         unused = [name for name, used in (("sampling settings", settings.sampling != SamplingConfig()),
                                           ("seed", settings.seed is not None), ("stop strings", bool(settings.stop)),
@@ -273,7 +295,7 @@ class Decoder:
             raise DecodekitError(f"{self.method} is a deterministic search over the model's own scores: it takes "
                                  f"max_new_tokens, not {', '.join(unused)}")
         search = make_search(self.method, **(self.search_options or {}))
-        result = run_search(self.backend, ids, search, settings.max_new_tokens)
+        result = run_search(self.backend, ids, search, settings.max_new_tokens, should_stop)
         candidates = [Candidate(self.backend.decode(h.token_ids), h.token_ids, h.score, h.log_prob)
                       for h in result.hypotheses]
         best = candidates[0]

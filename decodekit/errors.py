@@ -19,3 +19,8 @@ class ChecksumError(DecodekitError):
 
 class UnsupportedModelError(DecodekitError):
     """A model the backend cannot drive (not a causal LM, missing cache support, ...)."""
+
+
+class Stopped(Exception):
+    """Not the user's error: the caller's `should_stop` asked a search to stop before its end
+    (a server request that was cancelled or ran out of time)."""

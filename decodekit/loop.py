@@ -21,7 +21,9 @@ token, so they reach the model inside the next step's forward.
 from __future__ import annotations
 
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
+
+import torch
 
 from decodekit.backend import Backend
 from decodekit.budget import Budget
@@ -30,7 +32,7 @@ from decodekit.constraints.constraint import Unconstrained
 from decodekit.drafters.base import Drafter
 from decodekit.sampling import SamplingConfig
 from decodekit.strategies.base import Strategy
-from decodekit.types import Step, StopReason
+from decodekit.types import Draft, Step, StopReason, VerifyResult
 from decodekit.verify import Randomness, verify
 
 
@@ -43,11 +45,14 @@ def decode(
     max_new_tokens: int,
     constraint: Constraint | None = None,
     strategy: Strategy | None = None,
+    witness: Callable[[Draft, torch.Tensor, VerifyResult], None] | None = None,
 ) -> Generator[Step, None, None]:
     """Yield one Step per verification until EOS, max_new_tokens or the context is full.
 
     The prompt must be non-empty and leave room for one token (api.py checks user input).
     The consumer may stop early (stop strings): closing the generator ends the loop.
+    `witness` sees every verification: the draft, the logits the verifier decided from and
+    its result (the benchmark's judge checks the commit against them: bench/witness.py).
     """
     constraint = constraint if constraint is not None else Unconstrained()
     strategy = strategy if strategy is not None else Strategy()
@@ -76,6 +81,8 @@ def decode(
             backend.latency.record(1 + len(draft), t2 - t1)
         target_logits = strategy.reshape(history, draft, constraint.apply(target_logits, allowed))
         result = verify(draft, target_logits, sampling, rng, position=len(history))
+        if witness is not None:
+            witness(draft, target_logits, result)
         cache.keep(len(cache) - len(draft), result.accepted)
         strategy.commit(draft, result)
         drafter.observe(draft, result, target_logits)

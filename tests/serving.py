@@ -21,10 +21,12 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def serving(backend, model_name: str = "tiny", method: str = "prompt-lookup", *, max_tokens: int = 64,
-            default_max_tokens: int = 16, **options) -> Iterator[str]:
-    """Serve `backend` until the block ends; yields the base URL (http://127.0.0.1:PORT)."""
+            default_max_tokens: int = 16, limits: dict | None = None, **options) -> Iterator[str]:
+    """Serve `backend` until the block ends; yields the base URL (http://127.0.0.1:PORT).
+    `limits`: more ServerLimits fields (draft=, beams=, ...)."""
     app = create_app(backend, model_name, DecodingChoice.parse(method),
-                     limits=ServerLimits(max_tokens=max_tokens, default_max_tokens=default_max_tokens), **options)
+                     limits=ServerLimits(max_tokens=max_tokens, default_max_tokens=default_max_tokens,
+                                         **(limits or {})), **options)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                            timeout_graceful_shutdown=5))

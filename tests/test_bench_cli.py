@@ -105,3 +105,29 @@ def test_hf_assisted_needs_and_uses_a_draft(model_dir, dataset, tmp_path):
     assert result.exit_code == 0, result.output
     records = [json.loads(line) for line in (tmp_path / "b" / "results.jsonl").read_text().splitlines()]
     assert all(r["identical_to_ar"] for r in records if r["method"] == "hf-assisted")
+
+
+def test_strict_exits_1_when_a_verifier_commits_what_its_logits_did_not_dictate(model_dir, dataset, tmp_path,
+                                                                                 monkeypatch):
+    import torch
+
+    import decodekit.loop
+    from decodekit.types import VerifyResult
+
+    args = ["bench", "--model", str(model_dir), "--dataset", str(dataset), "--max-new-tokens", "12", "--methods",
+            "ar,prompt-lookup", "--strict"]
+    assert runner.invoke(app, [*args, "--out", str(tmp_path / "honest")]).exit_code == 0
+    honest = decodekit.loop.verify
+
+    def runner_up_when_drafting(draft, logits, sampling, rng, position):
+        """Wrong only where there is a draft, so AR (which never drafts) stays right."""
+        if not draft.tokens:
+            return honest(draft, logits, sampling, rng, position)
+        return VerifyResult([], [int(torch.topk(logits[0], 2).indices[1])])
+
+    monkeypatch.setattr(decodekit.loop, "verify", runner_up_when_drafting)
+    out = tmp_path / "broken"
+    result = runner.invoke(app, [*args, "--out", str(out)])
+    assert result.exit_code == 1, result.output
+    assert "numerics cannot explain (--strict)" in result.stderr and "unfaithful" in result.stderr
+    assert "**BUG**: unfaithful" in (out / "report.md").read_text()  # the report is written all the same

@@ -33,10 +33,10 @@ def make_records():
         records.append(QuestionRecord(qid, category, "hf-greedy", "hf", [turn(10, 1.25)], identical_to_ar=True))
     records[1].identical_to_ar = False  # prompt-lookup on question 1
     records[1].divergence = Divergence(turn=0, position=5, ar_token=42, method_token=43, logit_gap=3e-4, tolerance=2e-2,
-                                       is_bug=False)
+                                       is_bug=False, rank=1, drift=1e-4, faithful=True)
     records[8].identical_to_ar = False  # hf-greedy on question 3
     records[8].divergence = Divergence(turn=1, position=0, ar_token=7, method_token=ENDED, logit_gap=None, tolerance=None,
-                                       is_bug=True)
+                                       is_bug=True, note="one side ended early")
     return records
 
 
@@ -69,10 +69,11 @@ def test_markdown_tables_hold_the_numbers(records):
 
 def test_markdown_lists_divergences_as_tie_or_bug(records):
     text = render_markdown(summarize(records), records, MACHINE, COMMAND)
-    assert "2 of the compared outputs differ from AR." in text
-    assert "1 of these divergences have a gap above the tolerance" in text
-    assert "| 1 | mt_bench | prompt-lookup | 1 | 5 | 42 | 43 | 3.00e-04 | 2.00e-02 | tie (numerics) |" in text
-    assert "| 3 | summarization | hf-greedy | 2 | 0 | 7 | (ended) | – | – | **BUG** (no tie) |" in text
+    assert "2 of the 6 compared outputs differ from AR; 1 of them are bugs." in text
+    assert "Largest gap excused: 0.0003 logits (prompt-lookup, question 1, bound 0.02)." in text
+    assert "| 1 | mt_bench | prompt-lookup | 1 | 5 | 42 | 43 | 0.0003 | 0.02 | 1 | 0.0001 | yes | numerics |" in text
+    assert "| 3 | summarization | hf-greedy | 2 | 0 | 7 | (ended) | – | – | – | – | – | **BUG**: one side ended early |" \
+        in text
 
 
 def test_markdown_without_divergences_or_comparisons(records):

@@ -54,7 +54,7 @@ def test_draft_model_methods_reproduce_greedy(target, reference, method, options
             continue
         logits = target.forward(ids + expected[:position], Draft.empty(), target.new_cache())
         gap = logit_gap(logits[0], expected[position], result.token_ids[position])
-        tolerance = tie_tolerance(logits[0], target.dtype_name)
+        tolerance = tie_tolerance(logits[0], target)
         assert not is_bug(gap, tolerance), f"{method} diverged at token {position}: logit gap {gap:.2e} > {tolerance:.2e}"
     assert identical >= len(reference) - 1
     assert accepted > 0, f"{method}: no draft token was ever accepted"

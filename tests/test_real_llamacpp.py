@@ -137,7 +137,7 @@ def test_every_training_free_method_gives_llama_cpps_own_greedy_output(model):
                 unexplained.append((method, text[:20], position, "one side ended early"))
                 continue
             row = backend.forward(ids + reference[:position], Draft.empty(), backend.new_cache())[-1]
-            gap, tolerance = logit_gap(row, reference[position], got[position]), tie_tolerance(row, backend.dtype_name)
+            gap, tolerance = logit_gap(row, reference[position], got[position]), tie_tolerance(row, backend)
             if is_bug(gap, tolerance):
                 unexplained.append((method, text[:20], position, f"gap {gap:.3f} > {tolerance:.3f}"))
     assert not unexplained, unexplained

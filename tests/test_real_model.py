@@ -64,7 +64,7 @@ def test_method_reproduces_greedy_on_spec_bench(backend, greedy_reference, metho
             continue
         logits = backend.forward(ids + expected[:position], Draft.empty(), backend.new_cache())
         gap = logit_gap(logits[0], expected[position], got[position])
-        tolerance = tie_tolerance(logits[0], backend.dtype_name)
+        tolerance = tie_tolerance(logits[0], backend)
         assert not is_bug(gap, tolerance), (f"{method} diverged at token {position} where AR's logits for the two "
                                             f"tokens differ by {gap:.2e} (tie tolerance {tolerance:.2e}): a bug")
     assert identical >= len(greedy_reference) - 1  # at most one explained tie in five

@@ -53,7 +53,7 @@ def _strategy_scores(decoder: Decoder, context: list[int]):
     strategy, backend = decoder.strategy, decoder.backend
     strategy.start(context, SamplingConfig())
     logits = strategy.forward(backend, context, Draft.empty(), backend.new_cache())
-    return strategy.tie_scores(context, logits, lambda row: tie_tolerance(row, backend.dtype_name))
+    return strategy.tie_scores(context, logits, lambda row: tie_tolerance(row, backend))
 
 
 def test_dola_on_smollm2_is_exact_under_drafters():

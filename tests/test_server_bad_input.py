@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 from serving import serving
@@ -56,6 +58,38 @@ CASES = [
     (COMPLETIONS, {"prompt": [1, 99999]}, 400, "not a token id", "prompt"),
     (COMPLETIONS, {"prompt": ""}, 400, "empty", "prompt"),
     (COMPLETIONS, {"prompt": "x", "echo": True}, 400, "not supported", "echo"),
+    # nothing a request sends can crash the parser or reach the tokenizer unchecked
+    (CHAT, b'{"x": ' + b"[" * 70 + b"]" * 70 + b"}", 400, "nests deeper than 64 levels", "x" + ".0" * 63),
+    (CHAT, b'{"x": ' + b"[" * 200_000 + b"]" * 200_000 + b"}", 400, "nests deeper than 64 levels", None),
+    (COMPLETIONS, b'{"prompt": "a\\ud800b", "max_tokens": 4}', 400, "lone surrogate (U+D800) at character 1",
+     "prompt"),
+    (CHAT, b'{"messages": [{"role": "user", "content": "hi \\udfff"}]}', 400, "lone surrogate", "messages.0.content"),
+    (CHAT, chat(stop=["a", "b", "c", "d", "e"]), 400, "5 strings, over this server's limit of 4", "stop"),
+    (CHAT, chat(stop="x" * 65), 400, "65 characters, over this server's limit of 64", "stop"),
+    (CHAT, chat(n=17), 400, "between 1 and 16 (--max-n)", "n"),
+    # the operator chooses every model and file; a request only picks within the limits
+    (CHAT, chat(decoding={"method": "draft-model", "options": {"draft": "/etc/passwd"}}), 400,
+     "this server has none; leave draft out", "decoding.options.draft"),
+    (CHAT, chat(decoding={"method": "contrastive-decoding", "options": {"amateur": "someone/model"}}), 400,
+     "which the server's operator chooses", "decoding.options.amateur"),
+    (CHAT, chat(decoding={"method": "draft-model", "options": {"draft_dtype": "fp16"}}), 400,
+     "names a model or file", "decoding.options.draft_dtype"),
+    (CHAT, chat(decoding={"method": "draft-model", "options": {"predictor": "head"}}), 400,
+     "names a model or file", "decoding.options.predictor"),
+    (CHAT, chat(decoding={"method": "beam", "options": {"num_beams": 1000}}), 400,
+     "num_beams is 1000, over this server's limit of 8 (--max-beams)", "decoding.options.num_beams"),
+    (CHAT, chat(decoding={"method": "superposed", "options": {"num_drafts": 64}}), 400, "(--max-drafts)",
+     "decoding.options.num_drafts"),
+    (CHAT, chat(decoding={"method": "token-recycling[k=100000]"}), 400, "k is 100000, over this server's limit "
+     "of 32 (--max-k)", "decoding.options.k"),
+    (CHAT, chat(decoding={"method": "token-recycling", "options": {"max_nodes": 5000}}), 400, "(--max-tree-nodes)",
+     "decoding.options.max_nodes"),
+    (CHAT, chat(decoding={"method": "mirostat", "drafter": "aded[max_nodes=4096]"}), 400, "(--max-tree-nodes)",
+     "decoding.drafter.max_nodes"),
+    (CHAT, chat(decoding={"method": "lookahead", "options": {"pool_size": 10**9}}), 400, "a fixed bound",
+     "decoding.options.pool_size"),
+    (CHAT, chat(decoding={"method": "self-spec", "options": {"exit_layer": 10**6}}), 400,
+     "the bound on any integer option", "decoding.options.exit_layer"),
 ]
 
 
@@ -78,5 +112,39 @@ def test_bad_request_is_named_and_the_server_keeps_serving(server, path, body, s
     assert httpx.post(server + CHAT, json=OK, timeout=30).status_code == 200
 
 
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data",
+                                          None])
+def test_only_json_bodies_are_read(server, content_type):
+    """A web page can POST text/plain (or a form) to a local server without a CORS preflight."""
+    headers = {"Content-Type": content_type} if content_type else {}
+    response = httpx.post(server + CHAT, content=json.dumps(OK).encode(), headers=headers, timeout=30)
+    assert response.status_code == 415, response.text
+    assert "application/json" in response.json()["error"]["message"]
+    charset = httpx.post(server + CHAT, content=json.dumps(OK).encode(), timeout=30,
+                         headers={"Content-Type": "application/json; charset=utf-8"})
+    assert charset.status_code == 200, charset.text
+
+
 def test_enough_cases():
     assert len(CASES) >= 15
+
+
+def test_requests_use_the_operators_draft_model_and_no_other(tmp_path):
+    from tiny import byte_tokenizer
+    from tiny_pairs import noisy_copy
+
+    draft = tmp_path / "draft"
+    noisy_copy("llama").save_pretrained(draft)
+    byte_tokenizer().save_pretrained(draft)
+    with serving(tiny_backend("llama"), "tiny", "prompt-lookup", limits={"draft": str(draft)}) as url:
+        def ask(options: dict) -> httpx.Response:
+            return httpx.post(url + CHAT, json={**OK, "max_tokens": 48, "messages": [
+                {"role": "user", "content": "abc abc abc abc abc abc"}],
+                "decoding": {"method": "draft-model", "options": options}}, timeout=60)
+
+        filled = ask({})  # the operator's --draft, filled in
+        assert filled.status_code == 200, filled.text
+        assert filled.json()["metrics"]["speculative_decoding"]["method"] == f"draft-model[draft={draft}]"
+        assert ask({"draft": str(draft)}).status_code == 200  # naming the operator's own is fine
+        other = ask({"draft": str(tmp_path / "elsewhere")})
+        assert other.status_code == 400 and f"started with '{draft}'" in other.json()["error"]["message"]

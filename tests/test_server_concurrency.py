@@ -114,17 +114,20 @@ def test_the_time_limit(slow):
         assert slow.forwards < 64  # both stopped early
 
 
-def test_the_time_limit_holds_for_a_request_still_in_the_queue(slow):
+def test_the_time_limit_holds_for_a_request_still_in_the_queue_and_stops_a_search_midway(slow):
     with serving(slow, max_tokens=64, timeout_s=1.0) as url:
-        # A search yields only at its end, so the worker cannot stop it at the time limit.
-        search = {**LONG, "max_tokens": 40, "decoding": {"method": "beam", "options": {"num_beams": 2}}}
-        first = threading.Thread(target=lambda: httpx.post(f"{url}/v1/completions", json=search, timeout=60))
+        # A search yields only at its end; the worker stops it between its steps instead.
+        search = {**LONG, "max_tokens": 60, "decoding": {"method": "beam", "options": {"num_beams": 2}}}
+        answers = []
+        first = threading.Thread(target=lambda: answers.append(httpx.post(f"{url}/v1/completions", json=search,
+                                                                          timeout=60)))
         first.start()
         wait_for(lambda: metric(url, "decodekit_requests_running") == 1, "the search to run")
         queued = httpx.post(f"{url}/v1/completions", json=LONG, timeout=60)
         assert queued.status_code == 504
-        assert metric(url, "decodekit_requests_running") == 1  # answered while the search still ran
         first.join(60)
+        assert answers[0].status_code == 504 and "--timeout" in answers[0].json()["error"]["message"]
+        assert metric(url, "decodekit_requests_running") == 0
 
 
 def test_sigterm_finishes_the_request_in_flight_then_exits():

@@ -1,42 +1,62 @@
-"""Was it lossless? Compare a method's greedy ids with AR's, turn by turn.
+"""Was it lossless? Compare a method's greedy ids with AR's, turn by turn, and judge the first
+divergence with evidence instead of excusing it with a tolerance.
 
-A divergence is not automatically a bug: a batched (draft-verifying) forward can differ from a
-one-token forward in the last bits, which flips the argmax only where AR's own token and the
-method's token (nearly) tie. So at the first divergent position AR's logits are recomputed and
-the gap between AR's token and the *method's* token is compared with a tolerance set by the
-dtype, relative to the logit scale there (`tie_tolerance`). A gap above it — or a divergence
-with no token to compare (one side ended early, or lacks a turn) — is flagged as a bug.
+A batched (draft-verifying) forward can differ from a one-token forward in the last bits, which
+flips the argmax where AR's token and the method's token nearly tie. That is the only innocent
+explanation, and it has three parts, each checked:
 
-Under a strategy (`bench --strategy`) the gap is taken on the strategy's scores and the
-strategy sets the tolerance from its inputs (Strategy.tie_scores): contrastive decoding's gap
-moves by the expert's and the amateur's tolerances together, and a token at the edge of its
-plausibility cut may fall on either side.
+- **The method was faithful**: every token it committed is what the logits its verifier used
+  dictated (bench/witness.py walks the argmax path down each draft tree itself). A verifier that
+  accepts a wrong sibling, or a token one rank down, fails here whatever the logits.
+- **The two rows drifted no further than numerics do**: at the divergent position the gaps from
+  AR's top token to its runners-up in the verifier's row are compared with the same gaps in AR's
+  own one-token row, and none may have moved by more than the bound measured for that backend and
+  form (bench/drift.py, bench/data/drift.json).
+- **The tokens nearly tie under AR**: AR's logit for its own token minus its logit for the
+  method's token (AR's row as AR decoded it, from AR's witness) is within the same bound: that is
+  how far numerics can move a gap.
+
+Anything else is a bug: an unfaithful commit, a drift or gap over the bound, a method token
+outside AR's top tokens, or a side that ended early. A library's own decoding (the baselines)
+has no verifier to witness: it is judged on the gap alone.
+
+Under a strategy (`bench --strategy`) the rows are the strategy's scores, and the bound on a gap
+comes from the strategy (Strategy.tie_scores): contrastive decoding's gap moves by the expert's
+and the amateur's drifts together.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 
+from decodekit.backend import Backend
+from decodekit.bench.drift import TOP_GAPS, gap_bound
 from decodekit.bench.records import Divergence, QuestionRecord
+from decodekit.bench.witness import Evidence
 
-# Relative size of a logit tie by dtype: two logits within TIE_RELATIVE * max(1, |largest
-# logit|) of each other may swap order between a batched and a one-token forward. Measured on
-# SmolLM2-135M (4 Spec-Bench prompts, a 17-token batched forward against 17 one-token steps),
-# the largest per-logit difference relative to the largest logit was 3.5e-6 in fp32 and 3.7e-2
-# in bf16; a gap between two tokens can move by twice that. fp32's 1e-3 leaves a wide margin;
-# bf16's 1e-1 covers twice its measured drift; fp16 (3 more mantissa bits than bf16) is scaled
-# from bf16, not measured. "q8" is llama.cpp with quantized weights, whose activations are
-# quantized to 8-bit blocks: SmolLM2 Q4_1/Q4_0/Q8_0, Gemma 3 Q4_K_M and Qwen2.5-Coder-0.5B drifted
-# by up to 6.3e-2 (12 Spec-Bench prompts, a 32-token batched forward against 32 one-token
-# steps; about 2% of the positions swapped their top two tokens); 0.15 covers twice that.
-# llama.cpp's F32 weights drifted by 1e-3 (its KV cache is fp16), so they count as fp16.
-TIE_RELATIVE = {"fp32": 1e-3, "fp16": 2e-2, "bf16": 1e-1, "q8": 1.5e-1}
 ENDED = -1  # Divergence.ar_token / method_token when that side's output ended before `position`
 
-# (turn, position, ar_token, method_token) -> (AR logit of ar_token - of method_token, tolerance)
-Judge = Callable[[int, int, int, int], tuple[float, float]]
+
+@dataclass
+class Verdict:
+    gap: float | None  # AR's logit for its own token minus for the method's; None: not in AR's top tokens
+    tolerance: float  # the bound on that gap
+    rank: int | None = None  # the method token's rank under AR (0: AR's own); None: below AR's top tokens
+    drift: float | None = None  # how far the verifier's gaps from AR's top token moved; None: no verifier
+    faithful: bool | None = None  # None: not checked (a library's own decoding)
+    note: str = ""  # why it is a bug, when it is
+
+    @property
+    def is_bug(self) -> bool:
+        return bool(self.note)
+
+
+# (turn, position, ar_token, method_token) -> the verdict there
+Judge = Callable[[int, int, int, int], Verdict]
 
 
 def first_divergence(ar_ids: Sequence[int], method_ids: Sequence[int]) -> int | None:
@@ -51,18 +71,11 @@ def first_divergence(ar_ids: Sequence[int], method_ids: Sequence[int]) -> int | 
     return None if len(ar_ids) == len(method_ids) else min(len(ar_ids), len(method_ids))
 
 
-def tie_tolerance(logits_row: torch.Tensor | Sequence[float], dtype: str) -> float:
-    """How close two logits of this row must be to count as a tie in `dtype`.
-
-    >>> tie_tolerance([2.0, -30.0, 5.0], "fp32")
-    0.03
-    """
-    if dtype not in TIE_RELATIVE:
-        raise ValueError(f"no tie tolerance for dtype '{dtype}': choose one of {', '.join(TIE_RELATIVE)}")
-    values = torch.as_tensor(logits_row, dtype=torch.float64)
-    finite = values[torch.isfinite(values)]  # a strategy's scores are -inf outside its plausible set
-    scale = float(finite.abs().max()) if finite.numel() else 0.0
-    return TIE_RELATIVE[dtype] * max(1.0, scale)
+def tie_tolerance(logits_row: torch.Tensor | Sequence[float], backend: Backend) -> float:
+    """The bound on a gap between two logits of a row of `backend`'s: what a verification can
+    move it by, as measured for its kind and form (bench/drift.py). The row is not needed: the
+    measured drift is in logits; it stays in the signature for strategies' tie_scores."""
+    return gap_bound(backend)
 
 
 def logit_gap(logits_row: torch.Tensor | Sequence[float], ar_token: int, method_token: int) -> float:
@@ -76,8 +89,45 @@ def logit_gap(logits_row: torch.Tensor | Sequence[float], ar_token: int, method_
 
 
 def is_bug(gap: float | None, tolerance: float | None) -> bool:
-    """A divergence that near-tied logits cannot explain."""
-    return gap is None or tolerance is None or gap > tolerance
+    """A gap no near-tie explains, either way (for checks without a witness: tests, grammars).
+
+    >>> is_bug(0.01, 0.1), is_bug(0.5, 0.1), is_bug(-0.5, 0.1), is_bug(None, 0.1)
+    (False, True, True, True)
+    """
+    return gap is None or tolerance is None or not math.isfinite(gap) or abs(gap) > tolerance
+
+
+def judge_rows(ar: Evidence, method: Evidence | None, ar_token: int, method_token: int, tolerance: float,
+               faithful: bool | None, unfaithful_reason: str = "") -> Verdict:
+    """The verdict at a divergence from AR's row there (as AR decoded it) and, for a decodekit
+    method, the verifier's row and whether the method was faithful up to there.
+
+    >>> ar = Evidence(5, [5, 7, 2], [10.0, 9.95, 3.0])
+    >>> judge_rows(ar, Evidence(7, [7, 5, 2], [9.99, 9.97, 3.0]), 5, 7, 0.2, True).is_bug
+    False
+    >>> judge_rows(ar, Evidence(2, [2, 5, 7], [11.0, 9.97, 9.9]), 5, 2, 0.2, True).note
+    'a gap of 7 logits, over the bound of 0.2'
+    """
+    rank = ar.top_ids.index(method_token) if method_token in ar.top_ids else None
+    gap = ar.top_logits[0] - ar.top_logits[rank] if rank is not None else None
+    verdict = Verdict(gap, tolerance, rank, faithful=faithful)
+    if method is not None:  # how far the verifier's gaps from AR's top token moved, over AR's runners-up
+        theirs = dict(zip(method.top_ids, method.top_logits))
+        floor = method.top_logits[-1]  # a token below the verifier's top list sat at most here
+        top = theirs.get(ar.top_ids[0], floor)
+        moved = [abs((top - theirs.get(t, floor)) - (ar.top_logits[0] - v))
+                 for t, v in zip(ar.top_ids[1:TOP_GAPS + 1], ar.top_logits[1:TOP_GAPS + 1]) if math.isfinite(v)]
+        verdict.drift = max(moved, default=0.0)
+    if faithful is False:
+        verdict.note = f"unfaithful: {unfaithful_reason}" if unfaithful_reason else "unfaithful"
+    elif gap is None:
+        verdict.note = f"the method's token is not among AR's top {len(ar.top_ids)}"
+    elif gap > tolerance:
+        verdict.note = f"a gap of {gap:.3g} logits, over the bound of {tolerance:.3g}"
+    elif verdict.drift is not None and verdict.drift > tolerance:
+        verdict.note = f"the verifier's gaps moved {verdict.drift:.3g} logits from AR's, over the bound of " \
+                       f"{tolerance:.3g}"
+    return verdict
 
 
 def check_record(ar: QuestionRecord, other: QuestionRecord, judge: Judge) -> None:
@@ -104,9 +154,14 @@ def _record(other: QuestionRecord, turn: int, position: int, ar_ids: Sequence[in
             method_ids: Sequence[int], judge: Judge | None) -> None:
     ar_token = ar_ids[position] if position < len(ar_ids) else ENDED
     method_token = method_ids[position] if position < len(method_ids) else ENDED
-    gap = tolerance = None
-    if judge is not None and ENDED not in (ar_token, method_token):
-        gap, tolerance = judge(turn, position, ar_token, method_token)
     other.identical_to_ar = False
+    if judge is None or ENDED in (ar_token, method_token):
+        other.divergence = Divergence(turn=turn, position=position, ar_token=ar_token, method_token=method_token,
+                                      logit_gap=None, tolerance=None, is_bug=True,
+                                      note="one side ended early" if judge is not None else "a turn is missing")
+        return
+    verdict = judge(turn, position, ar_token, method_token)
     other.divergence = Divergence(turn=turn, position=position, ar_token=ar_token, method_token=method_token,
-                                  logit_gap=gap, tolerance=tolerance, is_bug=is_bug(gap, tolerance))
+                                  logit_gap=verdict.gap, tolerance=verdict.tolerance, is_bug=verdict.is_bug,
+                                  rank=verdict.rank, drift=verdict.drift,
+                                  faithful=verdict.faithful, note=verdict.note)

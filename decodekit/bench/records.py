@@ -10,6 +10,10 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from decodekit.bench.witness import Witness
 
 
 @dataclass
@@ -37,6 +41,9 @@ class TurnResult:
     # many that first step committed; what remains of wall_s is decoding. None: not measured.
     prefill_s: float | None = None
     prefill_tokens: int | None = None
+    # What the verifier saw at each committed position (greedy decodekit runs): for the judge,
+    # kept in memory only, never written to results.jsonl.
+    witness: Witness | None = field(default=None, repr=False, compare=False)
 
     @property
     def tokens_per_s(self) -> float:
@@ -59,11 +66,16 @@ class Divergence:
     position: int  # index into the generated tokens
     ar_token: int
     method_token: int
-    # AR's logit for its own token minus its logit for the method's token at that position;
-    # None when one side has no token there (it ended, or lacks the turn).
+    # AR's logit for its own token minus its logit for the method's token at that position, on
+    # AR's own row; None when one side has no token there, or the method's token is not among
+    # AR's top tokens.
     logit_gap: float | None
-    tolerance: float | None  # the tie tolerance there (divergence.tie_tolerance)
-    is_bug: bool  # no gap, or a gap above the tolerance: numerics cannot explain it
+    tolerance: float | None  # the bound on that gap (bench/divergence.py)
+    is_bug: bool  # numerics cannot explain it: `note` says why
+    rank: int | None = None  # the method token's rank under AR (0 is AR's own)
+    drift: float | None = None  # how far the verifier's gaps from AR's top token moved from AR's own
+    faithful: bool | None = None  # did the method commit what its verifier's logits dictated? None: not checked
+    note: str = ""
 
 
 @dataclass
@@ -103,7 +115,11 @@ class QuestionRecord:
         return tokens / seconds if seconds > 0 and tokens > 0 else None
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self))
+        data = dataclasses.asdict(dataclasses.replace(self, turns=[dataclasses.replace(t, witness=None)
+                                                                   for t in self.turns]))
+        for turn in data["turns"]:
+            del turn["witness"]
+        return json.dumps(data)
 
     @classmethod
     def from_dict(cls, data: dict) -> QuestionRecord:

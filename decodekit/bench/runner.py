@@ -24,13 +24,16 @@ import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+import torch
+
 from decodekit.api import Decoder
 from decodekit.backend import Backend
 from decodekit.bench.baselines import BASELINES, TurnRunner, baseline_backend, baseline_runner, check_baseline
 from decodekit.bench.dataset import Question
-from decodekit.bench.divergence import Judge, check_record, first_divergence, logit_gap, tie_tolerance
+from decodekit.bench.divergence import Judge, Verdict, check_record, first_divergence, judge_rows, tie_tolerance
 from decodekit.bench.metrics import is_ar
 from decodekit.bench.records import QuestionRecord, TurnResult
+from decodekit.bench.witness import TOP_K, Evidence, Witness
 from decodekit.drafters import LOSSY, METHODS, check_method, fill_draft
 from decodekit.errors import DecodekitError
 from decodekit.methods import MethodSpec, parse_method, spec_text
@@ -195,15 +198,16 @@ def decodekit_runner(backend: Backend, spec: MethodSpec, settings: BenchSettings
     sampling = settings.sampling
 
     def run(prompt_ids: list[int]) -> TurnResult:
+        witness = Witness() if sampling.greedy else None  # what the judge checks greedy runs against
         result = decoder.generate(prompt_ids=prompt_ids, max_new_tokens=settings.max_new_tokens,
-                                  seed=settings.seed, **dataclasses.asdict(sampling))
+                                  seed=settings.seed, witness=witness, **dataclasses.asdict(sampling))
         stats = result.stats
         return TurnResult(prompt_tokens=len(prompt_ids), new_tokens=stats.new_tokens, wall_s=stats.wall_s,
                           token_ids=result.token_ids, text=result.text, steps=stats.steps,
                           accepted_hist=dict(stats.accepted_hist), drafted_tokens=stats.drafted_tokens,
                           draft_s=stats.draft_s,
                           forward_s=stats.forward_s, other_s=stats.other_s, prefill_s=stats.prefill_s,
-                          prefill_tokens=stats.prefill_tokens)
+                          prefill_tokens=stats.prefill_tokens, witness=witness)
 
     return MethodRunner(run, decoder)
 
@@ -262,23 +266,38 @@ def run_question(question: Question, spec: MethodSpec, runner: MethodRunner, bac
     return record, prompts
 
 
-def ar_judge(backend: Backend, ar_record: QuestionRecord, ar_prompts: list[list[int]],
+def ar_judge(backend: Backend, ar_record: QuestionRecord, ar_prompts: list[list[int]], method: QuestionRecord,
              strategy: Strategy | None = None) -> Judge:
-    """At a divergence: AR's logit gap between its token and the method's, and the tie
-    tolerance there, from one forward over AR's own context (through the strategy, if any: its
-    scores are what AR decoded from)."""
+    """At a divergence: AR's row there as AR decoded it (its witness), the method's verifier
+    row and whether it was faithful (its witness; a library's own decoding has none), and the
+    bound on the gap, from the drift measured for this backend and form, or through the strategy
+    (its scores are what AR decoded from)."""
 
-    def judge(turn: int, position: int, ar_token: int, method_token: int) -> tuple[float, float]:
+    def judge(turn: int, position: int, ar_token: int, method_token: int) -> Verdict:
         context = ar_prompts[turn] + ar_record.turns[turn].token_ids[:position]
+        seen = ar_record.turns[turn].witness
+        ar_row = seen.positions[position] if seen is not None and position < len(seen.positions) else None
         if strategy is None:
-            logits = backend.forward(context, Draft.empty(), backend.new_cache())[0]  # [vocab]
-            return logit_gap(logits, ar_token, method_token), tie_tolerance(logits, backend.dtype_name)
-        strategy.start(context, SamplingConfig())
-        raw = strategy.forward(backend, context, Draft.empty(), backend.new_cache())
-        scores, tolerance = strategy.tie_scores(context, raw, lambda row: tie_tolerance(row, backend.dtype_name))
-        return logit_gap(scores, ar_token, method_token), tolerance
+            if ar_row is None:  # AR ran without a witness: its row, recomputed in one forward
+                ar_row = _evidence(backend.forward(context, Draft.empty(), backend.new_cache())[0], ar_token)
+            tolerance = tie_tolerance(torch.tensor(ar_row.top_logits), backend)
+        else:
+            strategy.start(context, SamplingConfig())
+            raw = strategy.forward(backend, context, Draft.empty(), backend.new_cache())
+            scores, tolerance = strategy.tie_scores(context, raw, lambda row: tie_tolerance(row, backend))
+            ar_row = ar_row or _evidence(scores, ar_token)
+        theirs = method.turns[turn].witness
+        faithful = None if theirs is None else theirs.faithful_through(position)
+        their_row = theirs.positions[position] if theirs is not None and position < len(theirs.positions) else None
+        return judge_rows(ar_row, their_row, ar_token, method_token, tolerance, faithful,
+                          theirs.reason if theirs is not None else "")
 
     return judge
+
+
+def _evidence(row: torch.Tensor, token: int) -> Evidence:
+    top = torch.topk(row.float(), min(TOP_K, row.numel()))
+    return Evidence(token, top.indices.tolist(), top.values.tolist())
 
 
 def score_turns(backend: Backend, record: QuestionRecord, prompts: list[list[int]]) -> None:
@@ -336,6 +355,6 @@ def run_bench(backend: Backend, questions: list[Question], settings: BenchSettin
             if not is_ar(spec.name) and settings.sampling.greedy:
                 ar_decoder = runners[REFERENCE].decoder
                 strategy = ar_decoder.strategy if settings.strategy is not None and ar_decoder else None
-                check_record(ar_record, record, ar_judge(model, ar_record, ar_prompts, strategy))
+                check_record(ar_record, record, ar_judge(model, ar_record, ar_prompts, record, strategy))
             records.append(record)
     return records

@@ -160,7 +160,7 @@ def _tie(decoder: Decoder, ids: list[int], want: list[int], got: list[int]) -> b
         return None
     backend = decoder.backend
     row = backend.forward(ids + want[:position], Draft.empty(), backend.new_cache())[0]
-    return not is_bug(logit_gap(row, want[position], got[position]), tie_tolerance(row, backend.dtype_name))
+    return not is_bug(logit_gap(row, want[position], got[position]), tie_tolerance(row, backend))
 
 
 @dataclass

@@ -50,6 +50,8 @@ def bench(
     threads: int | None = THREADS,
     out: Path = typer.Option(Path("bench-out"), help="Folder for results.jsonl, report.md and plots."),
     quick: bool = typer.Option(False, "--quick", help="2 questions per category, 64 tokens: a one-minute look."),
+    strict: bool = typer.Option(False, "--strict", help="Exit 1 if any output differs from AR in a way numerics "
+                                                        "cannot explain (the report names each one)."),
 ):
     """Benchmark decoding methods against decodekit AR and Hugging Face baselines."""
     from decodekit.bench.dataset import load_questions
@@ -124,3 +126,9 @@ def bench(
         write_report(out, records, summary, machine, command, forms)
         print_terminal(summary, stderr)
         stderr.print(f"report: {out / 'report.md'}", highlight=False)
+    bugs = [(r, d) for r in records if (d := r.divergence) is not None and d.is_bug]
+    if strict and bugs:
+        record, divergence = bugs[0]
+        stderr.print(f"error: {len(bugs)} outputs differ from AR in a way numerics cannot explain (--strict); the "
+                     f"first: {record.method} on question {record.question_id}: {divergence.note}", highlight=False)
+        raise typer.Exit(1)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
-
 import typer
 
 BACKEND = typer.Option("hf", "--backend", help="hf (transformers) or llama.cpp (the GGUF itself; needs the "
@@ -41,9 +39,9 @@ def bench_model_form(backend: str, dtype: str | None, quant: str | None) -> tupl
 def strategy_options(name: str, options: dict, amateur: str | None) -> dict:
     """A strategy's options with the command line's --amateur added where it takes one."""
     from decodekit.errors import DecodekitError
-    from decodekit.strategies import STRATEGIES
+    from decodekit.strategies import takes_amateur
 
-    takes = name in STRATEGIES and "amateur" in inspect.signature(STRATEGIES[name]).parameters
+    takes = takes_amateur(name)
     if amateur and not takes:
         raise DecodekitError(f"--amateur is for contrastive-decoding and lol, not '{name}'")
     return {**options, "amateur": amateur} if amateur and "amateur" not in options else options

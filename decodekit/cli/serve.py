@@ -12,9 +12,11 @@ from decodekit.cli.options import AMATEUR, BACKEND, DTYPE, QUANT, THREADS, model
 from decodekit.errors import DecodekitError
 from decodekit.methods import parse_method
 from decodekit.models.zoo import DEFAULT_MODEL
+from decodekit.server.limits import ServerLimits
 from decodekit.settings import DEFAULT_MAX_NEW_TOKENS
 
 stderr = Console(stderr=True)
+LIMITS = ServerLimits(max_tokens=2048, default_max_tokens=DEFAULT_MAX_NEW_TOKENS)  # the flags' defaults
 
 
 def serve(
@@ -35,19 +37,36 @@ def serve(
                                        help="Require 'Authorization: Bearer KEY' on /v1 (or set DECODEKIT_API_KEY)."),
     max_queue: int = typer.Option(32, "--max-queue", help="Requests that may wait for the model; more get 429."),
     max_tokens_limit: int = typer.Option(2048, "--max-tokens-limit", help="The most tokens one request may ask for."),
-    timeout: float | None = typer.Option(None, "--timeout", help="Seconds a request may take, queue wait included "
-                                                                 "(default: no limit)."),
+    timeout: float = typer.Option(300.0, "--timeout", help="Seconds a request may take, queue wait included."),
+    max_beams: int = typer.Option(LIMITS.beams, "--max-beams", help="Largest num_beams (and beam groups, returned "
+                                                                     "sequences) a request may ask for."),
+    max_drafts: int = typer.Option(LIMITS.drafts, "--max-drafts", help="Largest num_drafts, or draft-tree width, "
+                                                                        "a request may ask for."),
+    max_tree_nodes: int = typer.Option(LIMITS.tree_nodes, "--max-tree-nodes", help="Most tokens one step may "
+                                       "draft or guess (max_draft, max_nodes, window, depth, ...)."),
+    max_k: int = typer.Option(LIMITS.k, "--max-k", help="Largest k or top_k (token recycling's candidate table)."),
+    max_stop_strings: int = typer.Option(LIMITS.stop_strings, "--max-stop-strings", help="Most stop strings per "
+                                                                                          "request."),
+    max_stop_length: int = typer.Option(LIMITS.stop_length, "--max-stop-length", help="Longest stop string, in "
+                                                                                       "characters."),
+    max_n: int = typer.Option(LIMITS.n, "--max-n", help="Most choices (n) per request."),
 ):
     """Serve a model over OpenAI's API, with a playground at http://HOST:PORT/."""
     import uvicorn
 
     from decodekit.models.auto_form import timing_method
     from decodekit.models.backends import check_backend, load_model
-    from decodekit.server import DecodingChoice, ServerLimits, create_app
+    from decodekit.server import DecodingChoice, create_app
 
     with exit_on_user_error():
-        if max_queue < 0 or max_tokens_limit < 1 or (timeout is not None and timeout <= 0):
-            raise DecodekitError("--max-queue must be >= 0, --max-tokens-limit >= 1 and --timeout > 0")
+        counts = {"--max-queue": max_queue, "--max-tokens-limit": max_tokens_limit, "--max-beams": max_beams,
+                  "--max-drafts": max_drafts, "--max-tree-nodes": max_tree_nodes, "--max-k": max_k,
+                  "--max-stop-strings": max_stop_strings, "--max-stop-length": max_stop_length, "--max-n": max_n}
+        for flag, value in counts.items():
+            if value < 1:
+                raise DecodekitError(f"{flag} must be at least 1, got {value}")
+        if not timeout > 0:
+            raise DecodekitError(f"--timeout must be > 0 seconds, got {timeout:g}")
         if not 0 < port < 65536:
             raise DecodekitError(f"--port must be in 1..65535, got {port}")
         options, drafter = model_flags(method, drafter, amateur, draft)
@@ -59,7 +78,10 @@ def serve(
                                 timed_with=timing_method(default.method, default.options, default.drafter),
                                 progress=status.update)
             limits = ServerLimits(max_tokens=max_tokens_limit,
-                                  default_max_tokens=min(DEFAULT_MAX_NEW_TOKENS, max_tokens_limit))
+                                  default_max_tokens=min(DEFAULT_MAX_NEW_TOKENS, max_tokens_limit),
+                                  beams=max_beams, drafts=max_drafts, tree_nodes=max_tree_nodes, k=max_k,
+                                  stop_strings=max_stop_strings, stop_length=max_stop_length, n=max_n,
+                                  draft=draft, amateur=amateur)
             app = create_app(loaded, model, default, limits=limits, api_key=api_key, max_queue=max_queue,
                              timeout_s=timeout)
     if not _is_loopback(host) and api_key is None:

@@ -22,12 +22,13 @@ forking costs a copy of the cache that transformers' DynamicCache already makes 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 import torch
 
-from decodekit.errors import DecodekitError
+from decodekit.errors import DecodekitError, Stopped
 from decodekit.types import Draft
 
 if TYPE_CHECKING:
@@ -84,8 +85,10 @@ class Search(Protocol):
     def result(self) -> list[Hypothesis]: ...
 
 
-def run_search(backend: Backend, prompt_ids: list[int], search: Search, max_new_tokens: int) -> SearchResult:
-    """Prefill the prompt once, then step the search until it stops."""
+def run_search(backend: Backend, prompt_ids: list[int], search: Search, max_new_tokens: int,
+               should_stop: Callable[[], bool] | None = None) -> SearchResult:
+    """Prefill the prompt once, then step the search until it stops. `should_stop` is asked
+    before every step; when it says yes, `Stopped` is raised (a search has no partial answer)."""
     if not hasattr(backend, "forward_rows"):
         raise DecodekitError(f"search methods run several hypotheses side by side, which the {backend.kind} backend "
                              "does not offer: use the transformers backend (backend='hf')")
@@ -102,6 +105,8 @@ def run_search(backend: Backend, prompt_ids: list[int], search: Search, max_new_
     logits = logits[-1:]
     stats.forward_s += time.perf_counter() - started
     while (rows := search.step(logits, hidden)) is not None:
+        if should_stop is not None and should_stop():
+            raise Stopped(f"stopped after {stats.steps} search steps")
         forward_started = time.perf_counter()
         cache.select(rows.parents)  # type: ignore[attr-defined]
         if rows.mixtures is not None:

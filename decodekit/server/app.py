@@ -30,31 +30,32 @@ from starlette.concurrency import run_in_threadpool
 
 from decodekit.backend import Backend
 from decodekit.drafters import LOSSY, METHODS
+from decodekit.errors import DecodekitError
 from decodekit.search import SEARCHES
 from decodekit.server.engine import Engine, Event, Job
+from decodekit.server.limits import ServerLimits
 from decodekit.server.metrics import Metrics
 from decodekit.server.protocol import ApiError
-from decodekit.server.requests import (
-    DecodingChoice,
-    GenerationRequest,
-    ServerLimits,
-    chat_request,
-    completion_request,
-)
+from decodekit.server.requests import DecodingChoice, GenerationRequest, chat_request, completion_request
 from decodekit.server.responses import RequestStats, Responder
 from decodekit.strategies import STRATEGIES
 from decodekit.types import StopReason
 
 POLL_S = 0.1  # how often a waiting handler checks whether its client is still there
 MAX_BODY_BYTES = 4 * 2**20
+MAX_READING = 16  # request bodies read at once; more get a 429 (slow senders cannot pile up memory)
+MAX_DEPTH = 64  # JSON nesting: a JSON Schema in response_format is the deepest thing a request needs
 
 
 def create_app(backend: Backend, model_name: str, default: DecodingChoice, *, limits: ServerLimits,
                api_key: str | None = None, max_queue: int = 32, timeout_s: float | None = None) -> FastAPI:
     """An app serving `backend` (already loaded) under `model_name`. A default method the model
     cannot run fails here, before the server starts listening."""
+    if max_queue < 1:
+        raise DecodekitError(f"max_queue must be at least 1 (a queue of {max_queue} would refuse every request)")
     metrics = Metrics()
     engine = Engine(backend, default, metrics, max_queue)
+    reading = asyncio.Semaphore(MAX_READING)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
@@ -110,7 +111,11 @@ def create_app(backend: Backend, model_name: str, default: DecodingChoice, *, li
 
     async def generate(request: Request, parse: Callable[..., GenerationRequest]) -> Response:
         authorize(request)
-        body = await _json_body(request)
+        if reading.locked():
+            raise ApiError(429, f"{MAX_READING} request bodies are being read already: retry in a moment",
+                           kind="rate_limit_error", headers={"Retry-After": "1"})
+        async with reading:
+            body = await _json_body(request)
         # Tokenizing runs beside the worker's decoding: both only read the tokenizer.
         generation = await run_in_threadpool(parse, body, backend, model_name, default, limits)
         job = Job(generation, timeout_s)
@@ -140,7 +145,14 @@ def create_app(backend: Backend, model_name: str, default: DecodingChoice, *, li
 
 async def _json_body(request: Request) -> object:
     """The body as JSON, read no further than MAX_BODY_BYTES (a prompt longer than any model's
-    context is far smaller; a client that sends more gets a 413, not a server holding it all)."""
+    context is far smaller; a client that sends more gets a 413, not a server holding it all).
+
+    Only `application/json`: a web page can POST text/plain to a local server without the
+    browser asking first (no CORS preflight), so any other type is refused with a 415."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/json":
+        raise ApiError(415, f"the request body must be JSON, sent as Content-Type: application/json (got "
+                            f"'{content_type or 'none'}')")
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise _too_large()
@@ -150,9 +162,41 @@ async def _json_body(request: Request) -> object:
         if len(raw) > MAX_BODY_BYTES:
             raise _too_large()
     try:
-        return json.loads(raw)
+        body = json.loads(raw)
+    except RecursionError:
+        raise ApiError(400, f"the request body nests deeper than {MAX_DEPTH} levels") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ApiError(400, f"the request body is not valid JSON: {error}") from None
+    check_json(body)
+    return body
+
+
+def check_json(body: object) -> None:
+    """Refuse nesting deeper than MAX_DEPTH and strings that are not Unicode text: JSON's
+    "\\ud800" escapes decode to a lone surrogate, which no tokenizer can take. Iterative, so a
+    deep body cannot exhaust the stack here either."""
+    pending: list[tuple[object, int, str]] = [(body, 1, "")]
+    while pending:
+        value, depth, where = pending.pop()
+        if depth > MAX_DEPTH:
+            raise ApiError(400, f"the request body nests deeper than {MAX_DEPTH} levels", where or None)
+        if isinstance(value, dict):
+            for key, item in value.items():
+                _check_text(key, where or None)
+                pending.append((item, depth + 1, f"{where}.{key}" if where else key))
+        elif isinstance(value, list):
+            pending.extend((item, depth + 1, f"{where}.{i}" if where else str(i)) for i, item in enumerate(value))
+        elif isinstance(value, str):
+            _check_text(value, where or None)
+
+
+def _check_text(text: str, where: str | None) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        code = ord(text[error.start])
+        raise ApiError(400, f"{where or 'the body'}: a string holds a lone surrogate (U+{code:04X}) at character "
+                            f"{error.start}: it is not Unicode text", where) from None
 
 
 def _too_large() -> ApiError:
@@ -173,7 +217,7 @@ async def _next_event(job: Job, request: Request) -> Event | None:
             try:
                 return await asyncio.wait_for(job.events.get(), POLL_S)
             except TimeoutError:
-                if job.expired():  # e.g. still queued behind a search, which cannot stop midway
+                if job.expired():  # e.g. still queued behind a long request
                     job.cancel()
                     raise job.timeout_error() from None
     except BaseException:

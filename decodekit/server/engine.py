@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from decodekit.api import Chunk, Decoder
 from decodekit.backend import Backend
-from decodekit.errors import DecodekitError
+from decodekit.errors import DecodekitError, Stopped
 from decodekit.server.metrics import Metrics
 from decodekit.server.protocol import ApiError
 from decodekit.server.requests import DecodingChoice, GenerationRequest
@@ -161,6 +161,7 @@ class Engine:
         for index in range(request.n):
             generation = GenerationStats()
             chunks = decoder.stream_chunks(prompt_ids=request.prompt_ids, stats=generation,
+                                           should_stop=lambda: job.cancelled.is_set() or job.expired(),
                                            **request.options_for(index))
             try:
                 for chunk in chunks:
@@ -174,6 +175,10 @@ class Engine:
                     if job.expired():
                         job.emit(Event("error", error=job.timeout_error()))
                         return
+            except Stopped:  # a search, told to stop midway by should_stop
+                if not job.cancelled.is_set():
+                    job.emit(Event("error", error=job.timeout_error()))
+                return
             finally:
                 chunks.close()  # frees the KV cache now, not at the next garbage collection
             stats.add_choice(generation)

@@ -16,10 +16,9 @@ from decodekit.errors import DecodekitError
 from decodekit.grammar import check as check_grammar
 from decodekit.methods import MethodSpec, parse_method, spec_text
 from decodekit.prompts import check_prompt_ids, conversation_ids
+from decodekit.server.limits import ServerLimits
 from decodekit.server.protocol import ApiError, ChatRequest, CompletionRequest, OptionValue, parse
 from decodekit.settings import GenerationSettings
-
-MAX_CHOICES = 16
 
 
 @dataclass(frozen=True)
@@ -50,12 +49,6 @@ class DecodingChoice:
         text = spec_text(MethodSpec(self.method, self.method, dict(self.options)))
         # Not "a+b": that spells a merged drafter (copy-spec+token-recycling), not a strategy and its drafter.
         return f"{text} drafted by {self.drafter}" if self.drafter else text
-
-
-@dataclass(frozen=True)
-class ServerLimits:
-    max_tokens: int  # the most tokens one request may ask for (--max-tokens-limit)
-    default_max_tokens: int  # what a request that names no max_tokens gets
 
 
 @dataclass(frozen=True)
@@ -124,14 +117,15 @@ def _generation(kind: Literal["chat", "completion"], request: ChatRequest | Comp
     if max_tokens is not None and max_tokens > limits.max_tokens:
         raise ApiError(400, f"{max_tokens_param} is {max_tokens}, over this server's limit of {limits.max_tokens} "
                             "(--max-tokens-limit)", max_tokens_param)
-    if not 1 <= request.n <= MAX_CHOICES:
-        raise ApiError(400, f"n must be between 1 and {MAX_CHOICES}, got {request.n}", "n")
+    if not 1 <= request.n <= limits.n:
+        raise ApiError(400, f"n must be between 1 and {limits.n} (--max-n), got {request.n}", "n")
     options: dict = {"max_new_tokens": max_tokens or limits.default_max_tokens}
     for name in ("temperature", "top_p", "top_k", "min_p", "seed", "response_format"):
         if (value := getattr(request, name)) is not None:
             options[name] = value
     if request.stop is not None:
         options["stop"] = [request.stop] if isinstance(request.stop, str) else request.stop
+        limits.check_stop(options["stop"])
     for name, value in options.items():  # one at a time, so the error names its field
         try:
             settings = GenerationSettings.from_options({name: value})
@@ -141,7 +135,7 @@ def _generation(kind: Literal["chat", "completion"], request: ChatRequest | Comp
             raise ApiError(400, str(error), max_tokens_param if name == "max_new_tokens" else name) from None
     try:
         decoding = default if request.decoding is None else DecodingChoice.parse(
-            request.decoding.method, request.decoding.options, request.decoding.drafter)
+            *limits.requested(request.decoding.method, request.decoding.options, request.decoding.drafter))
     except DecodekitError as error:
         raise ApiError(400, str(error), "decoding.method") from None
     include_usage = request.stream_options is not None and request.stream_options.include_usage

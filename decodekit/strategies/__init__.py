@@ -6,6 +6,7 @@ A strategy is a method of its own (`method="dola"`) and composes with any drafte
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 
 from decodekit.options import build_named
@@ -23,6 +24,11 @@ STRATEGIES: dict[str, Callable[..., Strategy]] = {
     "lol": Lol,
     "uscd": Uscd,
 }
+
+
+def takes_amateur(name: str) -> bool:
+    """Does this strategy contrast the model with a second, amateur model?"""
+    return name in STRATEGIES and "amateur" in inspect.signature(STRATEGIES[name]).parameters
 
 
 def make_strategy(name: str, **options) -> Strategy:

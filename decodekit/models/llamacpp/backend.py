@@ -30,10 +30,9 @@ if TYPE_CHECKING:
 
 BATCH = 512  # tokens per llama_decode call; longer inputs (prompts) go in several
 DEFAULT_CONTEXT = 4096  # positions allocated, unless the model was trained on fewer
-# The tie tolerance class of each weight type (bench/divergence.py): llama.cpp keeps the KV
-# cache in fp16, so float weights count as fp16; quantized weights multiply activations
-# quantized to 8-bit blocks ("q8"), and a batched forward then drifts from one-token steps by
-# up to ~6% of the largest logit (measured in divergence.py's TIE_RELATIVE note).
+# The numerics class of each weight type (dtype_name): llama.cpp keeps the KV cache in fp16, so
+# float weights count as fp16; quantized weights multiply activations quantized to 8-bit blocks
+# ("q8"). The lossless judge keys its measured drift by the weight type itself (bench/drift.py).
 TIE_CLASSES = {"F32": "fp16", "F16": "fp16", "BF16": "bf16"}
 
 
