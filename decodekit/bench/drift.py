@@ -63,7 +63,8 @@ def measure_drift(backend: Backend, prompts: list[list[int]], length: int = 32) 
             tokens.append(int(row.argmax()))
             row = backend.forward([tokens[-1]], Draft.empty(), cache)[0]
             one_token_rows.append(row)  # after tokens[-1]
-        for draft in (Draft(tokens[2:]), _with_siblings(tokens[2:], backend.vocab_size)):  # a chain, and a tree around the same path
+        # a chain, and a tree around the same path
+        for draft in (Draft(tokens[2:]), _with_siblings(tokens[2:], backend.vocab_size)):
             cache.crop(len(ids) + 1)  # the prompt and the first token stay; the rest is verified at once
             logits = backend.forward([tokens[1]], draft, cache)  # row 0 after tokens[1], then one per node
             cache.crop(len(ids) + 1)  # a tree's branches are dropped before the next forward
