@@ -70,10 +70,10 @@ def measure_drift(backend: Backend, prompts: list[list[int]], length: int = 32) 
             cache.crop(len(ids) + 1)  # a tree's branches are dropped before the next forward
             path = [0] + [1 + node for node, parent in enumerate(draft.parent_list()) if node % 2 == 0 or
                           draft.parents is None]
-            for one, row in zip(one_token_rows[1:], path):
-                worst = max(worst, gap_drift(one, logits[row]))
+            for one, index in zip(one_token_rows[1:], path):
+                worst = max(worst, gap_drift(one, logits[index]))
                 rows += 1
-                swapped += int(one.argmax() != logits[row].argmax())
+                swapped += int(one.argmax() != logits[index].argmax())
     return DriftMeasure(worst, rows, swapped)
 
 
