@@ -12,8 +12,6 @@ from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple, Unpack
 
-import torch
-
 from decodekit.auto import AutoChoice, choose_method
 from decodekit.backend import Backend
 from decodekit.constraints import Constraint
@@ -24,7 +22,7 @@ from decodekit.drafters import LOSSY, METHODS, check_method, make_drafter, make_
 from decodekit.drafters.base import Drafter, NoDrafter, attach_target
 from decodekit.errors import DecodekitError
 from decodekit.grammar import Grammar
-from decodekit.loop import decode
+from decodekit.loop import Witness, decode
 from decodekit.methods import MethodSpec, parse_method, spec_text
 from decodekit.models.auto_form import FormChoice, timing_method
 from decodekit.models.backends import check_backend, load_model
@@ -36,19 +34,8 @@ from decodekit.scoring import score_choices as _score_choices
 from decodekit.search import SEARCHES, make_search, run_search
 from decodekit.settings import GenerateOptions, GenerationSettings
 from decodekit.strategies import STRATEGIES, Strategy, make_strategy
-from decodekit.types import (
-    Candidate,
-    Draft,
-    GenerationResult,
-    GenerationStats,
-    Step,
-    StopReason,
-    TokenSource,
-    VerifyResult,
-)
+from decodekit.types import Candidate, GenerationResult, GenerationStats, Step, StopReason, TokenSource
 from decodekit.verify import SeededRandomness
-
-Witness = Callable[[Draft, torch.Tensor, VerifyResult], None]  # sees every verification (loop.decode)
 
 
 class Span(NamedTuple):

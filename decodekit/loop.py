@@ -35,6 +35,9 @@ from decodekit.strategies.base import Strategy
 from decodekit.types import Draft, Step, StopReason, VerifyResult
 from decodekit.verify import Randomness, verify
 
+# Sees every verification: the draft, the logits the verifier decided from, its result.
+Witness = Callable[[Draft, torch.Tensor, VerifyResult], None]
+
 
 def decode(
     backend: Backend,
@@ -45,7 +48,7 @@ def decode(
     max_new_tokens: int,
     constraint: Constraint | None = None,
     strategy: Strategy | None = None,
-    witness: Callable[[Draft, torch.Tensor, VerifyResult], None] | None = None,
+    witness: Witness | None = None,
 ) -> Generator[Step, None, None]:
     """Yield one Step per verification until EOS, max_new_tokens or the context is full.
 

@@ -86,12 +86,10 @@ class ServerLimits:
 
     def with_models(self, method: str, options: dict[str, OptionValue]) -> dict[str, OptionValue]:
         """The operator's draft or amateur model added where `method` takes one."""
-        from decodekit.drafters import takes_draft  # here: the CLI reads this module's defaults
+        from decodekit.drafters import fill_draft  # here: the CLI reads this module's defaults
         from decodekit.strategies import takes_amateur
 
-        added = dict(options)
-        if self.draft and takes_draft(method) and "draft" not in added:
-            added["draft"] = self.draft
+        added = fill_draft(method, dict(options), self.draft)
         if self.amateur and takes_amateur(method) and "amateur" not in added:
             added["amateur"] = self.amateur
         return added
